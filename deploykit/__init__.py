@@ -1,0 +1,46 @@
+"""deploykit: take CNNs from PyTorch to deployment and tell the truth about what they cost.
+
+The public API is listed in ``__all__``; names load on first use so that ``import deploykit`` is cheap.
+
+>>> from deploykit import create_model, profile_model
+>>> profile = profile_model("nin")            # doctest: +SKIP
+>>> profile.total_params, profile.total_macs  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_EXPORTS: dict[str, str] = {
+    "ArtifactError": "deploykit.errors",
+    "BackendUnavailable": "deploykit.errors",
+    "DeploykitError": "deploykit.errors",
+    "ExportError": "deploykit.errors",
+    "InvalidInput": "deploykit.errors",
+    "ModelNotFound": "deploykit.errors",
+    "ModelSpec": "deploykit.models",
+    "Runner": "deploykit.backends",
+    "ShapeError": "deploykit.errors",
+    "ValidationError": "deploykit.errors",
+    "create_model": "deploykit.models",
+    "get_model_spec": "deploykit.models",
+    "list_models": "deploykit.models",
+    "register_model": "deploykit.models",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'deploykit' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

@@ -1,0 +1,3 @@
+from deploykit.cli.app import main
+
+main()

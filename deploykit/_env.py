@@ -1,0 +1,96 @@
+"""Environment fingerprint recorded with every result: what ran, where, with which libraries.
+
+Nothing here imports an optional backend eagerly; a missing package is recorded as ``None``.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import shutil
+import subprocess
+from typing import Any
+
+
+def package_version(dist: str) -> str | None:
+    """Installed version of distribution ``dist`` or ``None``."""
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _nvidia_smi() -> dict[str, str] | None:
+    """Clocks, power limit and temperature of GPU 0 as nvidia-smi reports them (read only, never set)."""
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        return None
+    fields = "name,driver_version,clocks.sm,clocks.max.sm,clocks.mem,power.limit,temperature.gpu"
+    try:
+        out = subprocess.run(
+            [exe, f"--query-gpu={fields}", "--format=csv,noheader"],
+            capture_output=True, text=True, timeout=10, check=True,
+        ).stdout.splitlines()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if not out:
+        return None
+    values = [v.strip() for v in out[0].split(",")]
+    return dict(zip(fields.split(","), values, strict=False))
+
+
+def environment(device: str | None = None) -> dict[str, Any]:
+    """Describe this machine and the library versions; include GPU details when CUDA is available.
+
+    ``device`` ("cpu", "cuda", "cuda:1") selects which GPU is described; by default the current one.
+    """
+    import torch
+
+    env: dict[str, Any] = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu": _cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "torchvision": package_version("torchvision"),
+        "onnx": package_version("onnx"),
+        "onnxruntime": package_version("onnxruntime") or package_version("onnxruntime-gpu"),
+        "onnxruntime_gpu": package_version("onnxruntime-gpu"),
+        "tensorrt": package_version("tensorrt") or package_version("tensorrt-cu12") or package_version("tensorrt-cu13"),
+        "deploykit": package_version("deploykit"),
+        "cuda_available": torch.cuda.is_available(),
+        "gpu": None,
+    }
+    if torch.cuda.is_available() and (device is None or str(device).startswith("cuda")):
+        dev = torch.device(device if device and str(device).startswith("cuda") else "cuda")
+        props = torch.cuda.get_device_properties(dev)
+        env["gpu"] = {
+            "name": props.name,
+            "compute_capability": f"{props.major}.{props.minor}",
+            "total_memory_bytes": int(props.total_memory),
+            "multiprocessors": int(props.multi_processor_count),
+            "cuda_runtime": torch.version.cuda,
+            "cudnn": torch.backends.cudnn.version(),
+            "nvidia_smi": _nvidia_smi(),
+        }
+    return env
+
+
+def device_name(env: dict[str, Any]) -> str:
+    """The device a result was measured on: the GPU name, or ``cpu:<model>`` without a GPU."""
+    gpu = env.get("gpu")
+    if gpu:
+        return str(gpu["name"])
+    return f"cpu:{env.get('cpu', 'unknown')}"

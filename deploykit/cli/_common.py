@@ -1,0 +1,47 @@
+"""What every command shares: one-line errors with the right exit code, consoles, option parsing."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from deploykit.errors import DeploykitError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def fail(message: str, code: int = 1) -> None:
+    """Print one red line to stderr and exit with ``code``."""
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def handle_errors(fn: F) -> F:
+    """Turn a :class:`DeploykitError` raised by the library into one line on stderr and its exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except DeploykitError as exc:
+            fail(str(exc), exc.exit_code)
+        except KeyboardInterrupt:
+            err_console.print("interrupted")
+            sys.exit(130)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def split_list(text: str | None) -> list[str]:
+    """``"a,b, c"`` -> ``["a", "b", "c"]``."""
+    if not text:
+        return []
+    return [t.strip() for t in text.split(",") if t.strip()]

@@ -1,0 +1,29 @@
+"""The ``deploykit`` command: a typer app whose commands live one group per module in this package.
+
+Each command module exposes ``register(app)``; heavy imports (torch, onnx, ...) happen inside command bodies so
+that ``deploykit --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import typer
+
+
+app = typer.Typer(
+    name="deploykit",
+    help="Take CNNs from PyTorch to deployment and tell the truth about what they cost.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+_COMMAND_MODULES: tuple = ()
+
+for _module in _COMMAND_MODULES:
+    _module.register(app)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,48 @@
+"""The exceptions deploykit raises on purpose.
+
+Every error a user can cause (a bad name, an impossible shape, a missing backend, a corrupt file) is a
+:class:`DeploykitError`. The CLI prints its message as one line and exits with its ``exit_code``; any other
+exception is a bug in deploykit.
+"""
+
+from __future__ import annotations
+
+
+class DeploykitError(Exception):
+    """Base class. ``exit_code`` is what the CLI exits with."""
+
+    exit_code = 1
+
+
+class InvalidInput(DeploykitError):
+    """A bad argument or option: malformed shape, unknown dtype or device preset, bad import path."""
+
+    exit_code = 2
+
+
+class ModelNotFound(InvalidInput):
+    """No registered model has this name; the message suggests the closest names."""
+
+
+class ShapeError(InvalidInput):
+    """The model cannot take this input shape; the message names the layer that fails and why."""
+
+
+class BackendUnavailable(DeploykitError):
+    """A backend or device is missing (no CUDA, no TensorRT, no onnxruntime-gpu); says what to install."""
+
+    exit_code = 3
+
+
+class ExportError(DeploykitError):
+    """Exporting or building an artifact failed."""
+
+
+class ValidationError(DeploykitError):
+    """An artifact's outputs disagree with eager PyTorch beyond the tolerance."""
+
+
+class ArtifactError(DeploykitError):
+    """A file on disk is missing, corrupt, or does not match this machine (GPU, library version, schema)."""
+
+    exit_code = 2

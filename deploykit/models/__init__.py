@@ -1,0 +1,23 @@
+"""Model zoo: the classic CNNs in ImageNet form, in *Dive into Deep Learning* chapter-7 form, and user models."""
+
+from deploykit.models.registry import (
+    OVERRIDES,
+    ModelSpec,
+    create_model,
+    get_model_spec,
+    list_models,
+    parse_shape,
+    register_model,
+)
+from deploykit.models.shapes import run_with_layer_context
+
+__all__ = [
+    "OVERRIDES",
+    "ModelSpec",
+    "create_model",
+    "get_model_spec",
+    "list_models",
+    "parse_shape",
+    "register_model",
+    "run_with_layer_context",
+]

@@ -1,0 +1,3 @@
+"""Importing this module registers every built-in model family."""
+
+from deploykit.models import imagenet  # noqa: F401
