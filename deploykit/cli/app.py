@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import typer
 
+from deploykit.cli import models as _models
+from deploykit.cli import profile as _profile
 
 app = typer.Typer(
     name="deploykit",
@@ -18,7 +20,7 @@ app = typer.Typer(
     rich_markup_mode="rich",
 )
 
-_COMMAND_MODULES: tuple = ()
+_COMMAND_MODULES: tuple = (_models, _profile)
 
 for _module in _COMMAND_MODULES:
     _module.register(app)

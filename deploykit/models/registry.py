@@ -143,7 +143,9 @@ def _apply_overrides(spec: ModelSpec, overrides: dict[str, Any]) -> ModelSpec:
             )
     if "image_size" in given:
         size = given["image_size"]
-        spatial = (size,) * (len(shape) - 1) if isinstance(size, int) else parse_shape(size)
+        spatial = parse_shape(size) if not isinstance(size, int) else (size,)
+        if len(spatial) == 1:  # one number: a square image, or a 1-D signal length
+            spatial = spatial * (len(shape) - 1)
         if len(spatial) != len(shape) - 1 or any(s <= 0 for s in spatial):
             raise InvalidInput(f"bad image size {size!r} for {spec.name}")
         shape = (shape[0], *spatial)
@@ -151,9 +153,11 @@ def _apply_overrides(spec: ModelSpec, overrides: dict[str, Any]) -> ModelSpec:
         if int(given["in_channels"]) <= 0:
             raise InvalidInput("in_channels must be positive")
         shape = (int(given["in_channels"]), *shape[1:])
-    num_classes = int(given.get("num_classes", spec.num_classes))
-    if num_classes <= 0:
-        raise InvalidInput("num_classes must be positive")
+    num_classes = spec.num_classes
+    if "num_classes" in given:
+        num_classes = int(given["num_classes"])
+        if num_classes <= 0:
+            raise InvalidInput("num_classes must be positive")
     return replace(spec, input_shape=shape, num_classes=num_classes)
 
 
@@ -241,7 +245,7 @@ def create_model(
         spec = _apply_overrides(base, overrides)
         builder = _REGISTRY[name][1]
     with torch.device(device):
-        model = builder(spec)
+        model = builder(spec).eval()  # eval first: BatchNorm in training mode rejects the batch of one below
         if _has_lazy(model):
             run_with_layer_context(model, torch.zeros(spec.batch_shape(1)), spec.name)
     return model.eval(), spec

@@ -1,3 +1,3 @@
 """Importing this module registers every built-in model family."""
 
-from deploykit.models import imagenet  # noqa: F401
+from deploykit.models import classic, d2l, imagenet  # noqa: F401

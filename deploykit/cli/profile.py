@@ -1,0 +1,99 @@
+"""``deploykit profile``: per-layer costs, roofline and findings for one model."""
+
+from __future__ import annotations
+
+from contextlib import nullcontext as _nullcontext
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from deploykit.cli._common import console, handle_errors
+
+FORMATS = ("table", "json", "csv", "markdown")
+
+HELP = """Per-layer table of a model: output shape, parameters, MACs, FLOPs, weight and activation bytes,
+memory traffic, arithmetic intensity and roofline bound on a GPU, then totals and findings.
+
+MODEL is a registered name (`deploykit list`) or an import path `pkg.module:ClassOrFactory` (with
+--input-shape).
+
+[bold]Conventions[/]: MACs = multiply-accumulates of conv / linear / matmul only (the papers' mult-adds,
+fvcore's "flops"). FLOPs = every floating-point operation: 2 per MAC + bias adds + element-wise,
+normalisation and pooling work (per-op formulas in the README). Act = bytes a layer newly allocates for its
+output (0 for views and in-place ops). Traffic = bytes read (inputs, weights, buffers) + bytes written
+(outputs) if every kernel goes to DRAM once. Bytes use the --dtype element size; MB = 10^6 bytes.
+Roofline time = max(FLOPs / peak, traffic / bandwidth); matrix peak for layers with MACs, vector peak
+otherwise. Shapes come from a pass on the meta device: nothing is allocated or computed.
+"""
+
+
+def register(app: typer.Typer) -> None:
+    app.command("profile", help=HELP)(profile)
+
+
+@handle_errors
+def profile(
+    model: Annotated[str, typer.Argument(help="Registered model name or pkg.module:Attr import path.")],
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Samples per batch.")] = 1,
+    input_shape: Annotated[str | None, typer.Option(help="Per-sample input shape, e.g. 3x224x224.")] = None,
+    image_size: Annotated[str | None, typer.Option(help="Spatial size, e.g. 96 or 128x160 (keeps channels).")] = None,
+    num_classes: Annotated[int | None, typer.Option(help="Number of output classes.")] = None,
+    in_channels: Annotated[int | None, typer.Option(help="Input channels (models that allow it).")] = None,
+    dtype: Annotated[str, typer.Option(help="fp32 | tf32 | fp16 | bf16 | int8: element size and roofline peak.")] = "fp32",
+    gpu: Annotated[str, typer.Option(help="Roofline device preset: h100, h100-measured, a100, l4, t4, rtx4090, rtx3050-laptop, cpu.")] = "h100",
+    peak_tflops: Annotated[float | None, typer.Option(help="Custom matrix peak in TFLOP/s (with --bandwidth-gbs).")] = None,
+    bandwidth_gbs: Annotated[float | None, typer.Option(help="Custom memory bandwidth in GB/s (with --peak-tflops).")] = None,
+    depth: Annotated[int | None, typer.Option(help="Aggregate rows by module depth (like torchinfo).")] = None,
+    top: Annotated[int, typer.Option(help="How many layers each finding lists.")] = 3,
+    format: Annotated[str, typer.Option("--format", "-f", help="table | json | csv | markdown.")] = "table",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")] = None,
+    trace_device: Annotated[str, typer.Option(help="Device for the shape pass: meta (default) or cpu.")] = "meta",
+) -> None:
+    from deploykit._io import atomic_write_text
+    from deploykit.errors import InvalidInput
+    from deploykit.profile import aggregate_layers, custom_device, get_device, profile_model, roofline
+    from deploykit.profile.findings import findings
+    from deploykit.report import profile_tables as pt
+
+    if format not in FORMATS:
+        raise InvalidInput(f"unknown format {format!r}; choose from {', '.join(FORMATS)}")
+    if (peak_tflops is None) != (bandwidth_gbs is None):
+        raise InvalidInput("give both --peak-tflops and --bandwidth-gbs for a custom device")
+    device = custom_device(peak_tflops, bandwidth_gbs) if peak_tflops and bandwidth_gbs else get_device(gpu)
+    prof = profile_model(
+        model, batch_size=batch_size, dtype=dtype, device=trace_device, input_shape=input_shape,
+        num_classes=num_classes, in_channels=in_channels, image_size=image_size,
+    )
+    roof = roofline(prof, device)
+    found = findings(prof, roof, top=top)
+    rows = aggregate_layers(prof, depth) if depth is not None else None
+    settings: dict[str, Any] = {
+        "model": model, "batch_size": batch_size, "dtype": dtype, "device_preset": device.key,
+        "depth": depth, "input_shape": list(prof.input_shape), "trace_device": trace_device,
+    }
+    if format == "json":
+        import json
+
+        text = json.dumps(pt.profile_document(prof, roof, found, settings), indent=2) + "\n"
+    elif format == "csv":
+        text = pt.profile_csv(prof, roof, rows)
+    elif format == "markdown":
+        text = pt.profile_markdown(prof, roof, rows)
+    else:
+        from rich.console import Console
+
+        # A terminal keeps its width (narrow ones drop three columns); pipes and files get the full table.
+        width = console.width if console.is_terminal and output is None else pt.FULL_WIDTH
+        out = Console(record=output is not None, width=width)
+        with out.capture() if output is not None else _nullcontext():
+            out.print(pt.profile_table(prof, roof, rows, width=width))
+            out.print(pt.findings_renderable(prof, roof, found))
+        if output is None:
+            return
+        text = out.export_text()
+    if output is not None:
+        atomic_write_text(output, text)
+        console.print(f"wrote {output}")
+    else:
+        typer.echo(text, nl=False)
