@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import typer
 
+from deploykit.cli import export as _export
 from deploykit.cli import models as _models
 from deploykit.cli import profile as _profile
 
@@ -20,7 +21,7 @@ app = typer.Typer(
     rich_markup_mode="rich",
 )
 
-_COMMAND_MODULES: tuple = (_models, _profile)
+_COMMAND_MODULES: tuple = (_models, _profile, _export)
 
 for _module in _COMMAND_MODULES:
     _module.register(app)

@@ -1,0 +1,297 @@
+"""ONNX Runtime backend: an ONNX file -> :class:`OrtRunner` (CPU provider, or CUDA provider with io-binding).
+
+On CUDA the runner binds torch tensors by address (``bind_input`` / ``bind_output`` with ``data_ptr()``): inputs
+and outputs stay on the GPU, nothing is copied to or from the host inside :meth:`OrtRunner.infer`. ONNX Runtime
+runs its kernels on the runner's own non-default torch stream (``user_compute_stream``; ONNX Runtime ignores a
+handle of 0, the legacy default stream), without synchronizing at the end of a run
+(``disable_synchronize_execution_providers``); the stream is ordered after the caller's current stream before the
+run and the current stream after it, exactly as for any torch kernel, so CUDA events on :attr:`OrtRunner.stream`
+time the work.
+
+``cuda_graph=True`` turns on ONNX Runtime's CUDA-graph capture (``enable_cuda_graph``): inputs are copied
+(device to device) into one fixed input buffer, outputs land in fixed buffers; the input shape is then fixed for
+the runner's life. ONNX Runtime refuses the capture when some node runs on the CPU provider.
+
+onnxruntime is imported after torch (see :func:`deploykit.export.validate.import_onnxruntime`). CUDA needs
+onnxruntime-gpu, which replaces the CPU-only onnxruntime package (``pip install 'deploykit[gpu]'``, see the
+comment in pyproject.toml); without it activation raises :class:`BackendUnavailable` saying so.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from deploykit.backends.base import Runner
+from deploykit.errors import ArtifactError, BackendUnavailable, InvalidInput
+from deploykit.export.validate import (
+    CUDA_PROVIDER,
+    import_onnxruntime,
+    make_session,
+    ort_dtype_to_torch,
+    require_cuda_provider,
+)
+
+_NP_DTYPES: dict[torch.dtype, type] = {
+    torch.float32: np.float32,
+    torch.float16: np.float16,
+    torch.float64: np.float64,
+    torch.int64: np.int64,
+    torch.int32: np.int32,
+    torch.int8: np.int8,
+    torch.uint8: np.uint8,
+    torch.bool: np.bool_,
+}
+
+
+class OrtRunner(Runner):
+    """Run an ONNX file in ONNX Runtime on the CPU or on a CUDA GPU.
+
+    Args:
+        path: the ``.onnx`` file (a deploykit export or any single-input ONNX file).
+        device: ``"cpu"`` (CPU provider) or ``"cuda[:i]"`` (CUDA provider; needs onnxruntime-gpu).
+        io_binding: bind input and output buffers by address (always on CUDA: it is what keeps host copies
+            out; on the CPU it avoids ONNX Runtime's output allocation).
+        cuda_graph: capture a CUDA graph on the first call and replay it (CUDA only; fixed input shape).
+        threads: intra-op threads of the CPU provider (``None``: ONNX Runtime's default, one per core).
+
+    ``infer(x)`` takes a contiguous tensor on ``device`` in the graph's input dtype (``prepare_input`` converts
+    one, outside any timing) and returns the first output on ``device``; ``infer_all`` returns all outputs.
+    With ``cuda_graph`` the returned tensor is the runner's fixed output buffer, overwritten by the next call.
+
+    >>> with OrtRunner("deploykit-out/resnet18.onnx") as r:      # doctest: +SKIP
+    ...     y = r.infer(torch.randn(1, 3, 224, 224))
+    """
+
+    name = "ort"
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        device: str | torch.device = "cpu",
+        *,
+        io_binding: bool = True,
+        cuda_graph: bool = False,
+        threads: int | None = None,
+    ) -> None:
+        super().__init__(device)
+        if self.device.type not in ("cpu", "cuda"):
+            raise InvalidInput(f"ort runs on cpu or cuda, not {self.device}")
+        if cuda_graph and self.device.type != "cuda":
+            raise InvalidInput("ort: CUDA graphs need a CUDA device (device='cuda')")
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+            raise InvalidInput(f"ort: threads must be a positive integer, got {threads!r}")
+        self.path = Path(path)
+        self.io_binding = io_binding or self.device.type == "cuda"
+        self.cuda_graph = cuda_graph
+        self.threads = threads
+        #: The torch stream ONNX Runtime computes on (CUDA only, after ``activate``).
+        self.stream: Any = None
+        self._sess: Any = None
+        self._binding: Any = None
+        self._run_options: Any = None
+        self._in_name = ""
+        self._in_dims: list[Any] = []
+        self.input_dtype = torch.float32
+        self._out: list[tuple[str, torch.dtype, list[Any]]] = []
+        self._shape_cache: dict[tuple[int, ...], list[tuple[int, ...]]] = {}
+        self._graph_in: torch.Tensor | None = None
+        self._graph_out: list[torch.Tensor] = []
+        self.info.update(
+            {
+                "onnx": str(self.path),
+                "io_binding": self.io_binding,
+                "cuda_graphs": cuda_graph,
+                "threads": threads,
+            }
+        )
+
+    # ------------------------------------------------------------------------------------------ lifecycle
+    def _activate(self) -> None:
+        if not self.path.is_file():
+            raise ArtifactError(f"ONNX file not found: {self.path}")
+        ort = import_onnxruntime()
+        if self.device.type == "cuda":
+            require_cuda_provider("ort on CUDA")
+            if self.device.index is None:
+                self.device = torch.device("cuda", torch.cuda.current_device())
+            self.stream = torch.cuda.Stream(self.device)
+            options = {
+                "user_compute_stream": str(self.stream.cuda_stream),
+                "has_user_compute_stream": "1",
+                "enable_cuda_graph": "1" if self.cuda_graph else "0",
+            }
+            self._sess = make_session(self.path, self.device, cuda_options=options, threads=self.threads)
+            self._run_options = ort.RunOptions()
+            # Keep the run asynchronous like a torch kernel; ordering is done with the streams.
+            self._run_options.add_run_config_entry("disable_synchronize_execution_providers", "1")
+        else:
+            self._sess = make_session(self.path, self.device, threads=self.threads)
+        inputs = self._sess.get_inputs()
+        if len(inputs) != 1:
+            raise InvalidInput(
+                f"ort: {self.path} has {len(inputs)} inputs; the runner takes single-input models"
+            )
+        self._in_name = inputs[0].name
+        self._in_dims = list(inputs[0].shape)
+        self.input_dtype = ort_dtype_to_torch(inputs[0].type)
+        self._out = [(o.name, ort_dtype_to_torch(o.type), list(o.shape)) for o in self._sess.get_outputs()]
+        self._binding = self._sess.io_binding() if self.io_binding else None
+        self.info.update(
+            {
+                "provider": self._sess.get_providers()[0],
+                "providers": list(self._sess.get_providers()),
+                "onnxruntime": ort.__version__,
+                "input_dtype": str(self.input_dtype).replace("torch.", ""),
+                "user_compute_stream": self.device.type == "cuda",
+            }
+        )
+
+    def _deactivate(self) -> None:
+        if self.stream is not None:
+            self.stream.synchronize()
+        self._sess = self._binding = self._run_options = None
+        self._graph_in, self._graph_out = None, []
+        self._shape_cache.clear()
+        self.stream = None
+
+    def __enter__(self) -> OrtRunner:  # narrower than Runner's, so `with OrtRunner(...) as r` keeps its type
+        self.activate()
+        return self
+
+    # ---------------------------------------------------------------------------------------------- calls
+    def prepare_input(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` on this runner's device, in the graph's input dtype, contiguous (call outside timing)."""
+        return x.to(device=self.device, dtype=self.input_dtype).contiguous()
+
+    def infer(self, x: torch.Tensor) -> torch.Tensor:
+        """Run one batch; returns the first output on ``self.device``."""
+        return self.infer_all(x)[0]
+
+    def infer_all(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Run one batch; returns every output, in the graph's order, on ``self.device``."""
+        if self._sess is None:
+            raise InvalidInput("ort: call activate() (or use the runner as a context manager) before infer()")
+        self._check_input(x)
+        if self._binding is None:
+            outs = self._sess.run(None, {self._in_name: x.numpy()})
+            return [torch.from_numpy(o) for o in outs]
+        if self.cuda_graph:
+            return self._infer_graph(x)
+        shapes = self._output_shapes(x)
+        outs = [
+            torch.empty(s, dtype=dt, device=self.device)
+            for s, (_, dt, _) in zip(shapes, self._out, strict=True)
+        ]
+        self._bind(x, outs)
+        self._run(x, outs)
+        return outs
+
+    # ------------------------------------------------------------------------------------------- internals
+    def _check_input(self, x: torch.Tensor) -> None:
+        if x.device.type != self.device.type or (
+            self.device.index is not None and x.device.index != self.device.index
+        ):
+            raise InvalidInput(
+                f"ort: input is on {x.device}, the runner on {self.device} (use prepare_input)"
+            )
+        if x.dtype != self.input_dtype:
+            raise InvalidInput(
+                f"ort: {self.path.name} takes {str(self.input_dtype).replace('torch.', '')} input, got "
+                f"{str(x.dtype).replace('torch.', '')} (use prepare_input)"
+            )
+        if not x.is_contiguous():
+            raise InvalidInput("ort: the input must be contiguous (use prepare_input)")
+        if len(x.shape) != len(self._in_dims) or any(
+            isinstance(d, int) and d != s for d, s in zip(self._in_dims, x.shape, strict=True)
+        ):
+            want = "x".join(str(d) for d in self._in_dims)
+            raise InvalidInput(f"ort: {self.path.name} takes input {want}, got {'x'.join(map(str, x.shape))}")
+
+    def _device_args(self) -> tuple[str, int]:
+        return ("cuda", int(self.device.index or 0)) if self.device.type == "cuda" else ("cpu", 0)
+
+    def _bind(self, x: torch.Tensor, outs: list[torch.Tensor]) -> None:
+        kind, index = self._device_args()
+        b = self._binding
+        b.bind_input(self._in_name, kind, index, _NP_DTYPES[x.dtype], list(x.shape), x.data_ptr())
+        for (name, _, _), o in zip(self._out, outs, strict=True):
+            b.bind_output(name, kind, index, _NP_DTYPES[o.dtype], list(o.shape), o.data_ptr())
+
+    def _run(self, x: torch.Tensor, outs: list[torch.Tensor]) -> None:
+        if self.stream is None:
+            self._sess.run_with_iobinding(self._binding)
+            return
+        current = torch.cuda.current_stream(self.device)
+        self.stream.wait_stream(current)  # x was produced on the caller's stream
+        self._sess.run_with_iobinding(self._binding, self._run_options)
+        current.wait_stream(self.stream)  # consumers of the outputs come after ONNX Runtime's kernels
+        # The caching allocator must not hand these buffers out again before the runner's stream is done.
+        x.record_stream(self.stream)
+        for o in outs:
+            o.record_stream(self.stream)
+
+    def _output_shapes(self, x: torch.Tensor) -> list[tuple[int, ...]]:
+        key = tuple(x.shape)
+        if key in self._shape_cache:
+            return self._shape_cache[key]
+        symbols = {d: s for d, s in zip(self._in_dims, key, strict=True) if isinstance(d, str)}
+        shapes: list[tuple[int, ...]] | None = []
+        for _, _, dims in self._out:
+            if all(isinstance(d, int) or (isinstance(d, str) and d in symbols) for d in dims):
+                shapes.append(tuple(d if isinstance(d, int) else symbols[d] for d in dims))  # type: ignore[union-attr]
+            else:
+                shapes = None
+                break
+        if shapes is None:
+            shapes = self._probe_shapes(x)
+        self._shape_cache[key] = shapes
+        return shapes
+
+    def _probe_shapes(self, x: torch.Tensor) -> list[tuple[int, ...]]:
+        # Output sizes the graph does not state: one run with ONNX Runtime allocating the outputs on the device.
+        kind, index = self._device_args()
+        b = self._sess.io_binding()
+        b.bind_input(self._in_name, kind, index, _NP_DTYPES[x.dtype], list(x.shape), x.data_ptr())
+        for name, _, _ in self._out:
+            b.bind_output(name, kind, index)
+        if self.stream is not None:
+            self.stream.wait_stream(torch.cuda.current_stream(self.device))
+        self._sess.run_with_iobinding(b)
+        return [tuple(int(d) for d in v.shape()) for v in b.get_outputs()]
+
+    def _infer_graph(self, x: torch.Tensor) -> list[torch.Tensor]:
+        if self._graph_in is None:
+            self._graph_in = torch.empty_like(x)
+            shapes = self._output_shapes(x)
+            self._graph_out = [
+                torch.empty(s, dtype=dt, device=self.device)
+                for s, (_, dt, _) in zip(shapes, self._out, strict=True)
+            ]
+            self._bind(self._graph_in, self._graph_out)
+        elif tuple(x.shape) != tuple(self._graph_in.shape):
+            raise InvalidInput(
+                f"ort: the CUDA graph was captured for input {'x'.join(map(str, self._graph_in.shape))}; "
+                f"got {'x'.join(map(str, x.shape))} (use another runner per shape)"
+            )
+        current = torch.cuda.current_stream(self.device)
+        self.stream.wait_stream(current)
+        with torch.cuda.stream(self.stream):
+            self._graph_in.copy_(x)  # device to device, on the runner's stream
+        x.record_stream(self.stream)
+        try:
+            self._sess.run_with_iobinding(self._binding, self._run_options)
+        except Exception as exc:  # capture fails when a node runs outside the CUDA provider
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise BackendUnavailable(
+                f"ort: CUDA graph capture failed for {self.path.name}: {first}"
+            ) from None
+        current.wait_stream(self.stream)
+        return self._graph_out
+
+
+__all__ = ["CUDA_PROVIDER", "OrtRunner"]

@@ -1,0 +1,36 @@
+"""Export: module -> artifact on disk (ONNX file, TensorRT engine) with a manifest and numerical validation.
+
+>>> from deploykit.export import export_onnx
+>>> art = export_onnx("resnet18", precision="fp16")     # doctest: +SKIP
+>>> art.path, art.manifest["validation"]["max_abs_error"]  # doctest: +SKIP
+
+Names load on first use, so ``import deploykit.export.tensorrt`` does not import the ONNX exporter.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS: dict[str, str] = {
+    "OnnxArtifact": "deploykit.export.onnx",
+    "TOLERANCES": "deploykit.export.validate",
+    "Tolerance": "deploykit.export.validate",
+    "export_module": "deploykit.export.onnx",
+    "export_onnx": "deploykit.export.onnx",
+    "load_onnx_artifact": "deploykit.export.onnx",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'deploykit.export' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

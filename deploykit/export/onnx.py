@@ -1,0 +1,651 @@
+"""PyTorch module -> validated ONNX file with a manifest.
+
+Exporter: ``torch.onnx.export(..., dynamo=True)`` (``torch.export`` based; the default since torch 2.9, the
+TorchScript exporter is deprecated). It exports every registered model on torch 2.14. With ``exporter="auto"``
+a model the dynamo exporter cannot export (or whose graph fails ``onnx.checker``) is exported with the TorchScript
+exporter instead, and the manifest records which one ran and why (``exporter.name``, ``exporter.fallback_reason``).
+
+Files, in ``out_dir`` (default ``deploykit-out/``)::
+
+    <model>[-fp16][-b<N>|-dynamic].onnx        the graph with its weights embedded (one self-contained file)
+    <model>[-fp16][-b<N>|-dynamic].onnx.json   the manifest (see :func:`export_module`)
+
+``-b<N>`` appears for a fixed batch other than 1, ``-dynamic`` for a dynamic batch; an import-path model
+``pkg.mod:Net`` is named ``pkg.mod-Net``. Weights are embedded (``external_data=False``): one file, one sha256,
+one atomic rename. Protobuf limits such a file to 2 GB; a bigger model raises :class:`ExportError`.
+
+Precision: ``fp32``, or ``fp16`` = the module converted with ``.half()`` before export, so weights,
+activations, the input and the output are all fp16 (feed it fp16 tensors; TensorRT builds a strongly typed fp16
+engine from it).
+
+Writing is atomic: the graph goes to a hidden temporary file in ``out_dir``, is checked and validated there, and
+only then renamed to its name, followed by its manifest. A graph that fails validation is never given the valid
+name: it is kept as ``<stem>.failed.onnx`` (with a ``.failed.onnx.json`` manifest saying so) for inspection, and
+:func:`load_onnx_artifact` refuses it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import hashlib
+import json
+import os
+import re
+import tempfile
+import time
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from deploykit._io import atomic_write_json
+from deploykit.errors import ArtifactError, ExportError, InvalidInput, ValidationError
+from deploykit.export.validate import (
+    TOLERANCES,
+    Tolerance,
+    as_outputs,
+    cuda_provider_available,
+    describe_failure,
+    fp16_coverage,
+    validate_onnx,
+    validation_scope,
+)
+from deploykit.models import ModelSpec, create_model, run_with_layer_context
+from deploykit.models.shapes import fmt_shape
+
+__all__ = [
+    "EXPORTERS",
+    "MANIFEST_SCHEMA",
+    "MANIFEST_VERSION",
+    "PRECISIONS",
+    "TOLERANCES",
+    "OnnxArtifact",
+    "Tolerance",
+    "artifact_stem",
+    "export_module",
+    "export_onnx",
+    "load_onnx_artifact",
+    "manifest_path_for",
+]
+
+MANIFEST_SCHEMA = "deploykit.onnx-manifest"
+MANIFEST_VERSION = 1
+PRECISIONS = ("fp32", "fp16")
+EXPORTERS = ("auto", "dynamo", "torchscript")
+DEFAULT_OUT_DIR = "deploykit-out"
+INPUT_NAME = "input"
+#: Example batch for a dynamic-batch export: torch.export specialises sizes 0 and 1, so trace with 2.
+_DYNAMIC_EXAMPLE_BATCH = 2
+_PROTOBUF_LIMIT = 2**31 - 1
+
+
+@dataclass(frozen=True)
+class OnnxArtifact:
+    """A validated ONNX file on disk, its manifest's path and the manifest's content."""
+
+    path: Path
+    manifest_path: Path
+    manifest: dict[str, Any]
+
+
+def manifest_path_for(path: str | os.PathLike[str]) -> Path:
+    """``out/resnet18.onnx`` -> ``out/resnet18.onnx.json``."""
+    p = Path(path)
+    return p.with_name(p.name + ".json")
+
+
+def artifact_stem(
+    model_name: str, precision: str = "fp32", batch_size: int = 1, dynamic_batch: bool = False
+) -> str:
+    """The file stem for an export: ``resnet18``, ``resnet18-fp16``, ``resnet18-b8``, ``resnet18-fp16-dynamic``."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", model_name).strip("-.") or "model"
+    if precision != "fp32":
+        stem += f"-{precision}"
+    if dynamic_batch:
+        stem += "-dynamic"
+    elif batch_size != 1:
+        stem += f"-b{batch_size}"
+    return stem
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = _ANSI.sub("", str(exc)).strip()
+    line = text.splitlines()[0] if text else ""
+    line = line if len(line) <= 300 else line[:297] + "..."
+    return f"{type(exc).__name__}: {line}" if line else type(exc).__name__
+
+
+def _root_cause(exc: BaseException) -> str:
+    """The innermost cause's first line (torch.onnx wraps the real reason in a generic TorchExportError)."""
+    chain = [exc]
+    while (nxt := chain[-1].__cause__ or chain[-1].__context__) is not None and len(chain) < 20:
+        chain.append(nxt)
+    return _first_line(chain[-1]) if len(chain) == 1 else f"{type(exc).__name__} <- {_first_line(chain[-1])}"
+
+
+@contextlib.contextmanager
+def _quiet_exporter() -> Iterator[None]:
+    """Silence the exporters' warnings, log records and prints (torch.export prints the graph to stderr on
+    failure); only the CLI prints. The outcome is checked by onnx.checker and the numerical validation, and a
+    failure's reason is kept. ``logging.disable`` and the redirections are process-wide; restored on exit.
+    """
+    import io
+    import logging
+
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        with (
+            warnings.catch_warnings(),
+            contextlib.redirect_stderr(io.StringIO()),
+            contextlib.redirect_stdout(io.StringIO()),
+        ):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logging.disable(previous)
+
+
+def _check_args(precision: str, batch_size: int, opset: int | None, exporter: str) -> None:
+    if precision not in PRECISIONS:
+        raise InvalidInput(
+            f"ONNX export precision must be one of {', '.join(PRECISIONS)}, got {precision!r} "
+            "(bf16 and int8 are TensorRT build precisions made from the fp32 graph)"
+        )
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise InvalidInput(f"batch size must be a positive integer, got {batch_size!r}")
+    if exporter not in EXPORTERS:
+        raise InvalidInput(f"exporter must be one of {', '.join(EXPORTERS)}, got {exporter!r}")
+    if opset is not None:
+        import onnx
+
+        newest = onnx.defs.onnx_opset_version()
+        if isinstance(opset, bool) or not isinstance(opset, int) or not 7 <= opset <= newest:
+            raise InvalidInput(
+                f"opset must be an integer from 7 to {newest} (this onnx package), got {opset!r}"
+            )
+
+
+def _resolve_device(device: str | torch.device | None) -> tuple[torch.device, list[str]]:
+    """The validation device and warnings: ``None`` picks CUDA when both torch and onnxruntime can use it."""
+    notes: list[str] = []
+    if device is None:
+        if torch.cuda.is_available():
+            if cuda_provider_available():
+                return torch.device("cuda"), notes
+            notes.append(
+                "a CUDA device is present but onnxruntime has no CUDA provider: validated on the CPU provider "
+                "(install onnxruntime-gpu to validate on the GPU)"
+            )
+        return torch.device("cpu"), notes
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise InvalidInput(f"bad device {device!r}; use cpu, cuda or cuda:N") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise InvalidInput(f"validation runs on cpu or cuda, not {dev}")
+    return dev, notes
+
+
+# ----------------------------------------------------------------------------------------------- exporting
+def _output_names(n: int) -> list[str]:
+    return ["output"] if n == 1 else [f"output_{i}" for i in range(n)]
+
+
+def _export_dynamo(
+    module: nn.Module, example: torch.Tensor, names: list[str], dynamic: bool, opset: int | None
+) -> Any:
+    kwargs: dict[str, Any] = {
+        "dynamo": True,
+        "external_data": False,
+        "input_names": [INPUT_NAME],
+        "output_names": names,
+        "opset_version": opset,
+        "verbose": False,
+        "optimize": True,
+    }
+    if dynamic:
+        kwargs["dynamic_shapes"] = ({0: torch.export.Dim("batch")},)
+    prog = torch.onnx.export(module, (example,), **kwargs)
+    if prog is None:
+        raise ExportError("torch.onnx.export(dynamo=True) returned no program")
+    return prog.model_proto
+
+
+def _export_torchscript(
+    module: nn.Module, example: torch.Tensor, names: list[str], dynamic: bool, opset: int | None
+) -> Any:
+    import onnx
+
+    axes = {n: {0: "batch"} for n in [INPUT_NAME, *names]} if dynamic else None
+    with tempfile.TemporaryDirectory(prefix="deploykit-ts-") as tmp:
+        f = Path(tmp) / "model.onnx"
+        kwargs: dict[str, Any] = {
+            "dynamo": False,
+            "input_names": [INPUT_NAME],
+            "output_names": names,
+            "dynamic_axes": axes,
+            "do_constant_folding": True,
+        }
+        if opset is not None:
+            kwargs["opset_version"] = opset
+        torch.onnx.export(module, (example,), os.fspath(f), **kwargs)
+        return onnx.load(os.fspath(f))
+
+
+def _check(proto: Any) -> None:
+    import onnx
+
+    if proto.ByteSize() > _PROTOBUF_LIMIT:
+        raise ExportError(
+            f"the ONNX graph with embedded weights is {proto.ByteSize() / 1e9:.2f} GB, over protobuf's 2 GB limit "
+            "(deploykit embeds weights in one file)"
+        )
+    onnx.checker.check_model(proto, full_check=True)
+
+
+def _export_graph(
+    module: nn.Module,
+    example: torch.Tensor,
+    names: list[str],
+    dynamic: bool,
+    opset: int | None,
+    exporter: str,
+) -> tuple[Any, dict[str, Any]]:
+    """Export and check; returns ``(ModelProto, exporter record)``. ``auto`` = dynamo, TorchScript on failure."""
+    order = ["dynamo", "torchscript"] if exporter == "auto" else [exporter]
+    fns = {"dynamo": _export_dynamo, "torchscript": _export_torchscript}
+    failures: dict[str, str] = {}
+    for name in order:
+        t0 = time.perf_counter()
+        with _quiet_exporter():
+            try:
+                proto = fns[name](module, example, names, dynamic, opset)
+            except ExportError:
+                raise
+            except Exception as exc:  # torch.export / the translators raise many types
+                failures[name] = f"export failed: {_root_cause(exc)}"
+                continue
+        try:
+            _check(proto)
+        except ExportError:
+            raise
+        except Exception as exc:  # onnx.checker.ValidationError, shape-inference errors
+            failures[name] = f"onnx.checker rejected the graph: {_root_cause(exc)}"
+            continue
+        record = {
+            "name": name,
+            "torch": torch.__version__,
+            "fallback_reason": failures.get("dynamo") if name != order[0] else None,
+            "export_s": time.perf_counter() - t0,
+        }
+        return proto, record
+    detail = "; ".join(f"{k}: {v}" for k, v in failures.items())
+    raise ExportError(f"cannot export to ONNX ({detail})")
+
+
+def _dtype_name(elem_type: int) -> str:
+    import onnx
+
+    return str(onnx.helper.tensor_dtype_to_np_dtype(elem_type))
+
+
+def _io(values: Sequence[Any], skip: frozenset[str] | set[str] = frozenset()) -> list[dict[str, Any]]:
+    out = []
+    for vi in values:
+        if vi.name in skip:
+            continue
+        tt = vi.type.tensor_type
+        dims: list[int | str | None] = []
+        for d in tt.shape.dim:
+            if d.HasField("dim_value"):
+                dims.append(int(d.dim_value))
+            elif d.HasField("dim_param"):
+                dims.append(d.dim_param)
+            else:
+                dims.append(None)
+        out.append({"name": vi.name, "shape": dims, "dtype": _dtype_name(tt.elem_type)})
+    return out
+
+
+def _opset(proto: Any) -> int:
+    for op in proto.opset_import:
+        if op.domain in ("", "ai.onnx"):
+            return int(op.version)
+    raise ExportError("the exported graph imports no default ONNX opset")
+
+
+# -------------------------------------------------------------------------------------------------- public
+def export_module(
+    module: nn.Module,
+    spec: ModelSpec,
+    *,
+    out_dir: str | Path = DEFAULT_OUT_DIR,
+    precision: str = "fp32",
+    batch_size: int = 1,
+    dynamic_batch: bool = False,
+    opset: int | None = None,
+    validate: bool = True,
+    device: str | torch.device | None = None,
+    exporter: str = "auto",
+    validate_batches: Sequence[int] | None = None,
+    validation_seed: int = 0,
+    tolerances: Mapping[str, Tolerance] | None = None,
+    name: str | None = None,
+    model_info: Mapping[str, Any] | None = None,
+) -> OnnxArtifact:
+    """Export ``module`` (taking ``spec.input_shape`` samples) to ONNX, check it, validate it, write it atomically.
+
+    Args:
+        module: the model, with real weights (not on ``meta``); it is not modified (fp16 exports a copy).
+        spec: its :class:`~deploykit.models.ModelSpec` (name, per-sample input shape).
+        out_dir: output folder (created).
+        precision: ``"fp32"`` or ``"fp16"`` (weights, activations, input and output in fp16).
+        batch_size: the fixed batch of the graph (ignored with ``dynamic_batch``).
+        dynamic_batch: make dimension 0 of the input and outputs symbolic (``"batch"``).
+        opset: ONNX opset; ``None`` lets the exporter choose (torch 2.14: 20) and the manifest records it.
+        validate: run the numerical validation (``onnx.checker`` always runs).
+        device: where ONNX Runtime and the eager reference run; ``None``: CUDA when torch and onnxruntime-gpu
+            can use it, else the CPU.
+        exporter: ``"auto"`` (dynamo, TorchScript if dynamo fails), ``"dynamo"`` or ``"torchscript"``.
+        validate_batches: batch sizes of the random validation batches; default three batches of
+            ``batch_size`` (fixed batch) or of 1, 2 and 3 (dynamic batch).
+        validation_seed: seed of the random validation inputs.
+        tolerances: per-precision :class:`Tolerance` overriding :data:`TOLERANCES`.
+        name: the model name in the file name and manifest (default ``spec.name``).
+        model_info: extra facts about the model for the manifest (overrides, weight seed).
+
+    Returns the :class:`OnnxArtifact`. Raises :class:`ExportError` when no exporter produces a graph that
+    ``onnx.checker`` accepts, :class:`ValidationError` (with the numbers) when ONNX Runtime disagrees with eager
+    PyTorch beyond the tolerance, :class:`BackendUnavailable` when ``device="cuda"`` cannot be used.
+
+    The manifest (``<file>.json``) holds: ``schema``/``schema_version``, ``file``, ``sha256``, ``bytes``,
+    ``model`` (name, spec, overrides, weight seed), ``inputs``/``outputs`` (name, shape with ``"batch"`` for a
+    dynamic batch, dtype), ``batch``, ``opset``, ``precision``, ``exporter``, ``checker``, ``validation`` (see
+    :func:`deploykit.export.validate.validate_onnx`, plus ``validated``/``not_validated`` in words and the
+    ``fp16_coverage`` of an fp16 graph) and ``environment`` (package versions, CPU, GPU).
+
+    >>> model, spec = create_model("lenet", device="cpu")                        # doctest: +SKIP
+    >>> art = export_module(model, spec, out_dir="out")                           # doctest: +SKIP
+    >>> art.path.name, art.manifest["validation"]["passed"]                       # doctest: +SKIP
+    ('lenet.onnx', True)
+    """
+    _check_args(precision, batch_size, opset, exporter)
+    if any(p.is_meta for p in module.parameters()):
+        raise InvalidInput("the module has no weights (built on the meta device); build it on cpu to export")
+    if validate_batches is not None and (not validate_batches or any(int(b) < 1 for b in validate_batches)):
+        raise InvalidInput(f"validation batch sizes must be positive, got {list(validate_batches)}")
+    if (
+        validate_batches is not None
+        and not dynamic_batch
+        and any(int(b) != batch_size for b in validate_batches)
+    ):
+        raise InvalidInput(
+            f"a fixed-batch graph takes batches of {batch_size} only, got {list(validate_batches)}"
+        )
+    val_device, notes = _resolve_device(device) if validate else (torch.device("cpu"), [])
+    model_name = name or spec.name
+    stem = artifact_stem(model_name, precision, batch_size, dynamic_batch)
+    out = Path(out_dir)
+    final = out / f"{stem}.onnx"
+    failed = out / f"{stem}.failed.onnx"
+    batches = (
+        [int(b) for b in validate_batches]
+        if validate_batches
+        else ([1, 2, 3] if dynamic_batch else [batch_size] * 3)
+    )
+
+    # The export runs on the CPU (weights are copied into the graph; tracing computes nothing).
+    module = module.eval()
+    params = list(module.parameters())
+    cpu_module = module if not params or params[0].device.type == "cpu" else copy.deepcopy(module).to("cpu")
+    example_batch = _DYNAMIC_EXAMPLE_BATCH if dynamic_batch else batch_size
+    example = torch.randn(
+        spec.batch_shape(example_batch), generator=torch.Generator().manual_seed(validation_seed)
+    )
+    probe = run_with_layer_context(cpu_module, example, model_name)  # ShapeError names the layer
+    names = _output_names(len(as_outputs(probe)))
+    export_mod = copy.deepcopy(cpu_module).half() if precision == "fp16" else cpu_module
+    export_x = example.half() if precision == "fp16" else example
+    proto, exporter_rec = _export_graph(export_mod, export_x, names, dynamic_batch, opset, exporter)
+    del export_mod
+    data = proto.SerializeToString()
+    inputs = _io(proto.graph.input, {t.name for t in proto.graph.initializer})
+    outputs = _io(proto.graph.output)
+    opset_used = _opset(proto)
+    del proto
+
+    out.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{stem}.", suffix=".tmp.onnx", dir=out)
+    tmp = Path(tmp_name)
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; an artifact is a normal file
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        digest = hashlib.sha256(data).hexdigest()
+        size = len(data)
+        del data
+        validation: dict[str, Any] = {"status": "skipped", "passed": None}
+        if validate:
+            ref_module = cpu_module if val_device.type == "cpu" else copy.deepcopy(cpu_module).to(val_device)
+            validation = validate_onnx(
+                tmp,
+                ref_module,
+                sample_shape=spec.input_shape,
+                precision=precision,
+                batch_sizes=batches,
+                device=val_device,
+                seed=validation_seed,
+                tolerances=tolerances,
+                reference_desc=f"eager PyTorch fp32 on {val_device}"
+                + (" (TF32 off)" if val_device.type == "cuda" else ""),
+                warnings=notes,
+            )
+            del ref_module
+            coverage = fp16_coverage(tmp, val_device) if precision == "fp16" else None
+            validation["validated"], validation["not_validated"] = validation_scope(
+                precision, val_device, batches, coverage
+            )
+            if coverage is not None:
+                validation["fp16_coverage"] = coverage
+        manifest = _manifest(
+            file=final.name,
+            sha256=digest,
+            size=size,
+            spec=spec,
+            model_name=model_name,
+            model_info=model_info,
+            inputs=inputs,
+            outputs=outputs,
+            dynamic=dynamic_batch,
+            batch_size=batch_size,
+            opset=opset_used,
+            precision=precision,
+            exporter=exporter_rec,
+            validation=validation,
+            device=val_device,
+        )
+        if validation.get("passed") is False:
+            manifest["file"] = failed.name
+            os.replace(tmp, failed)
+            atomic_write_json(manifest_path_for(failed), manifest)
+            raise ValidationError(
+                f"{model_name} {precision}: ONNX Runtime disagrees with eager PyTorch: {describe_failure(validation)}. "
+                f"{final} was not written; the failing graph is kept as {failed} for inspection"
+            )
+        # Pair consistency: drop the old manifest first, so a crash leaves a file without manifest (refused by
+        # load_onnx_artifact), never a manifest describing another file.
+        manifest_path_for(final).unlink(missing_ok=True)
+        os.replace(tmp, final)
+        atomic_write_json(manifest_path_for(final), manifest)
+        for stale in (failed, manifest_path_for(failed)):
+            stale.unlink(missing_ok=True)
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+    return OnnxArtifact(final, manifest_path_for(final), manifest)
+
+
+def _manifest(
+    *,
+    file: str,
+    sha256: str,
+    size: int,
+    spec: ModelSpec,
+    model_name: str,
+    model_info: Mapping[str, Any] | None,
+    inputs: list[dict[str, Any]],
+    outputs: list[dict[str, Any]],
+    dynamic: bool,
+    batch_size: int,
+    opset: int,
+    precision: str,
+    exporter: dict[str, Any],
+    validation: dict[str, Any],
+    device: torch.device,
+) -> dict[str, Any]:
+    from deploykit._env import environment
+
+    return {
+        "schema": MANIFEST_SCHEMA,
+        "schema_version": MANIFEST_VERSION,
+        "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "file": file,
+        "sha256": sha256,
+        "bytes": size,
+        "external_data": False,
+        "model": {"name": model_name, "spec": spec.to_dict(), **dict(model_info or {})},
+        "inputs": inputs,
+        "outputs": outputs,
+        "batch": {"dynamic": dynamic, "size": None if dynamic else batch_size},
+        "sample_shape": fmt_shape(spec.input_shape),
+        "opset": opset,
+        "precision": precision,
+        "io_dtype": "float16" if precision == "fp16" else "float32",
+        "exporter": exporter,
+        "checker": {"full_check": True, "passed": True},
+        "validation": validation,
+        "environment": environment(str(device)),
+    }
+
+
+def export_onnx(
+    model: str,
+    *,
+    out_dir: str | Path = DEFAULT_OUT_DIR,
+    precision: str = "fp32",
+    batch_size: int = 1,
+    dynamic_batch: bool = False,
+    opset: int | None = None,
+    validate: bool = True,
+    device: str | None = None,
+    num_classes: int | None = None,
+    in_channels: int | None = None,
+    image_size: int | Sequence[int] | str | None = None,
+    input_shape: Sequence[int] | str | None = None,
+    exporter: str = "auto",
+    seed: int | None = None,
+    validate_batches: Sequence[int] | None = None,
+    tolerances: Mapping[str, Tolerance] | None = None,
+) -> OnnxArtifact:
+    """Build registered model ``model`` (or ``pkg.mod:Net``) on the CPU and export it with :func:`export_module`.
+
+    The weights are freshly initialised (no download) from torch's global RNG; ``seed`` seeds it first (and is
+    recorded), ``None`` uses its current state (seed it yourself to get the same weights as another module).
+    The other arguments are :func:`export_module`'s; the overrides are :func:`~deploykit.models.create_model`'s.
+
+    >>> art = export_onnx("resnet18", precision="fp16", out_dir="deploykit-out", seed=0)   # doctest: +SKIP
+    >>> art.path                                                                          # doctest: +SKIP
+    PosixPath('deploykit-out/resnet18-fp16.onnx')
+    """
+    overrides: dict[str, Any] = {
+        "num_classes": num_classes,
+        "in_channels": in_channels,
+        "image_size": image_size,
+        "input_shape": input_shape,
+    }
+    _check_args(precision, batch_size, opset, exporter)
+    with torch.random.fork_rng(devices=[]) if seed is not None else contextlib.nullcontext():
+        if seed is not None:
+            torch.manual_seed(seed)
+        module, spec = create_model(model, device="cpu", **overrides)
+    given = {
+        k: (list(v) if isinstance(v, (tuple, list)) else v) for k, v in overrides.items() if v is not None
+    }
+    return export_module(
+        module,
+        spec,
+        out_dir=out_dir,
+        precision=precision,
+        batch_size=batch_size,
+        dynamic_batch=dynamic_batch,
+        opset=opset,
+        validate=validate,
+        device=device,
+        exporter=exporter,
+        validate_batches=validate_batches,
+        tolerances=tolerances,
+        name=model,
+        model_info={"overrides": given, "weight_seed": seed},
+    )
+
+
+def load_onnx_artifact(path: str | os.PathLike[str]) -> OnnxArtifact:
+    """Read the ONNX file at ``path`` with its manifest (``<path>.json``) and check they belong together.
+
+    Raises :class:`ArtifactError` when either file is missing, the manifest is unreadable or of an unknown
+    schema, the file's sha256 differs from the manifest's (modified or replaced after export), or the manifest
+    records a failed validation.
+    """
+    p = Path(path)
+    if p.suffix == ".json" and p.name.endswith(".onnx.json"):
+        p = p.with_name(p.name[: -len(".json")])
+    mpath = manifest_path_for(p)
+    if not p.is_file():
+        raise ArtifactError(f"ONNX file not found: {p}")
+    if not mpath.is_file():
+        raise ArtifactError(f"{p} has no manifest ({mpath} is missing); re-export it with `deploykit export`")
+    try:
+        manifest = json.loads(mpath.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ArtifactError(f"cannot read manifest {mpath}: {_first_line(exc)}") from None
+    if not isinstance(manifest, dict) or manifest.get("schema") != MANIFEST_SCHEMA:
+        raise ArtifactError(f"{mpath} is not a deploykit ONNX manifest")
+    version = manifest.get("schema_version")
+    if not isinstance(version, int) or version > MANIFEST_VERSION:
+        raise ArtifactError(
+            f"{mpath} has manifest schema version {version!r}; this deploykit reads up to {MANIFEST_VERSION}"
+        )
+    if manifest.get("file") != p.name:
+        raise ArtifactError(f"{mpath} describes {manifest.get('file')!r}, not {p.name!r}")
+    size = p.stat().st_size
+    if size != manifest.get("bytes") or sha256_file(p) != manifest.get("sha256"):
+        raise ArtifactError(
+            f"{p} does not match its manifest (sha256 differs): it was modified or replaced after export"
+        )
+    validation = manifest.get("validation") or {}
+    if validation.get("passed") is False:
+        raise ArtifactError(f"{p} failed validation when it was exported; see {mpath}")
+    return OnnxArtifact(p, mpath, manifest)

@@ -1,0 +1,476 @@
+"""Numerical validation of an exported ONNX file: ONNX Runtime against eager PyTorch.
+
+The rule, for every output of every validation run::
+
+    max_abs_error <= atol + rtol * ref_max_abs
+
+``ref_max_abs`` is the largest magnitude of the eager reference output, so ``rtol`` is an error *relative to the
+output's scale* and ``max_rel_error = max_abs_error / ref_max_abs`` is the number compared with it. An element-wise
+relative error (``|a - e| / |e|``) is not used: logits near zero make it blow up although the arithmetic is fine,
+and floating-point error is proportional to the magnitude of the sums that produced a value, not to the value.
+``atol`` only matters for an all-zero reference. Non-finite outputs always fail.
+
+Randomly initialised models (the zoo downloads no weights) can have outputs that barely depend on the input; the
+record then says so (``input_sensitivity`` and a warning), because a check on such outputs cannot see an error in
+the input-dependent path.
+
+ONNX Runtime is imported lazily, after torch (so that the CUDA and cuDNN libraries torch ships are the ones
+onnxruntime-gpu loads).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import tempfile
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from deploykit.errors import BackendUnavailable, InvalidInput, ValidationError
+
+#: The numbers are for the shape of the rule above (relative to the output's scale).
+CRITERION = "max_abs_error <= atol + rtol * ref_max_abs (per output; ref_max_abs = max |eager output|)"
+
+#: How onnxruntime-gpu is installed: it ships the same ``onnxruntime`` module and must replace the CPU package.
+ORT_GPU_HINT = (
+    "pip uninstall -y onnxruntime onnxruntime-gpu && pip install 'deploykit[gpu]' "
+    "(onnxruntime-gpu provides the same `onnxruntime` module and replaces the CPU-only package)"
+)
+
+CPU_PROVIDER = "CPUExecutionProvider"
+CUDA_PROVIDER = "CUDAExecutionProvider"
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """``atol`` (absolute floor, for an all-zero reference) and ``rtol`` (relative to the output's scale).
+
+    See the module docstring for the rule; element-wise use of these numbers is *not* what they were set for.
+    """
+
+    atol: float
+    rtol: float
+
+    def allowed(self, ref_max_abs: float) -> float:
+        """The largest ``max_abs_error`` that passes for a reference of magnitude ``ref_max_abs``."""
+        return self.atol + self.rtol * ref_max_abs
+
+    def to_dict(self) -> dict[str, float]:
+        return {"atol": self.atol, "rtol": self.rtol}
+
+
+#: Per-precision tolerances. fp32: measured errors on the zoo are below 2e-6 of the output scale (ONNX Runtime's
+#: kernels sum in other orders than PyTorch's); 1e-4 leaves room for deep nets and other CPUs while a real export
+#: bug (a wrong constant, a missing layer) is orders of magnitude above it. fp16: rounding the input, the weights and
+#: the output to fp16 alone costs about 7e-4 of the scale on the zoo (eager fp16 vs fp32); 1e-2 leaves room for fp16
+#: accumulation on the GPU. ``atol`` is tiny on purpose: outputs of random-init models can be 1e-10 in size, and a
+#: larger floor would pass them whatever the graph computes.
+#: bf16 keeps 8 mantissa bits to fp16's 11, so its rounding error is 8x larger; int8 (TensorRT engines from real
+#: calibration data or Q/DQ graphs) is judged loosely here and by the recorded top-1 agreement.
+TOLERANCES: dict[str, Tolerance] = {
+    "fp32": Tolerance(atol=1e-12, rtol=1e-4),
+    "fp16": Tolerance(atol=1e-12, rtol=1e-2),
+    "bf16": Tolerance(atol=1e-12, rtol=8e-2),
+    "int8": Tolerance(atol=1e-12, rtol=1.5e-1),
+}
+
+#: The largest finite fp16 value and the smallest normal one (below it fp16 loses precision, then becomes 0).
+FP16_MAX = 65504.0
+FP16_MIN_NORMAL = 2.0**-14
+
+#: Below this share of its magnitude an output hardly depends on the input (random init); warn.
+LOW_SENSITIVITY = 1e-3
+
+
+def tolerance_for(precision: str, overrides: Mapping[str, Tolerance] | None = None) -> Tolerance:
+    """The tolerance for ``precision`` (``overrides`` first, then :data:`TOLERANCES`)."""
+    if overrides and precision in overrides:
+        return overrides[precision]
+    if precision not in TOLERANCES:
+        raise InvalidInput(
+            f"no validation tolerance for precision {precision!r}; known: {', '.join(TOLERANCES)}"
+        )
+    return TOLERANCES[precision]
+
+
+def compare_outputs(actual: torch.Tensor, expected: torch.Tensor, tol: Tolerance) -> dict[str, Any]:
+    """Compare one output with its reference (both on any device, any float dtype; compared in float64).
+
+    Returns ``max_abs_error``, ``max_rel_error`` (``max_abs_error / ref_max_abs``; ``inf`` for a zero reference
+    with a non-zero error), ``ref_max_abs``, ``finite``, ``passed`` and, for 2-D (batch x classes) outputs,
+    ``top1_agreement`` (the share of rows whose argmax agrees). The one comparison every export, engine and
+    benchmark cell uses.
+    """
+    a = actual.detach().to("cpu", torch.float64)
+    e = expected.detach().to("cpu", torch.float64)
+    if tuple(a.shape) != tuple(e.shape):
+        raise ValidationError(f"output shape {tuple(a.shape)} differs from eager PyTorch's {tuple(e.shape)}")
+    finite = bool(torch.isfinite(a).all())
+    ref_max = float(e.abs().max()) if e.numel() else 0.0
+    max_abs = float((a - e).abs().max()) if finite and e.numel() else (0.0 if finite else math.inf)
+    # relative to the reference's scale; a zero reference allows only a zero error
+    max_rel = max_abs / ref_max if ref_max > 0 else (0.0 if max_abs == 0 else math.inf)
+    passed = finite and max_abs <= tol.allowed(ref_max)
+    top1 = None
+    if a.dim() == 2 and a.shape[0] > 0 and a.shape[1] > 1:
+        top1 = float((a.argmax(1) == e.argmax(1)).double().mean())
+    return {
+        "max_abs_error": max_abs,
+        "max_rel_error": max_rel,
+        "ref_max_abs": ref_max,
+        "finite": finite,
+        "passed": passed,
+        "top1_agreement": top1,
+    }
+
+
+def input_sensitivity(refs: Sequence[torch.Tensor]) -> float | None:
+    """How much an output varies across the random inputs, relative to its magnitude.
+
+    ``max |r - mean_over_samples(r)| / max |r|`` over all reference samples (concatenated along the batch);
+    ``None`` with fewer than two samples or a zero reference.
+    """
+    if not refs:
+        return None
+    r = torch.cat([t.detach().to("cpu", torch.float64).reshape(t.shape[0], -1) for t in refs], dim=0)
+    if r.shape[0] < 2:
+        return None
+    scale = float(r.abs().max())
+    if scale == 0:
+        return None
+    return float((r - r.mean(dim=0, keepdim=True)).abs().max()) / scale
+
+
+# ---------------------------------------------------------------------------------------------- onnxruntime
+def import_onnxruntime() -> Any:
+    """Import onnxruntime after torch (so onnxruntime-gpu finds torch's CUDA/cuDNN libraries)."""
+    import torch  # noqa: F401  (the import order is the point)
+
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise BackendUnavailable("onnxruntime is not installed: pip install onnxruntime") from None
+    return ort
+
+
+def _preload_cuda_libraries(ort: Any) -> None:
+    # onnxruntime >= 1.21: load CUDA/cuDNN from the nvidia pip packages (torch's); a no-op when torch already did.
+    preload = getattr(ort, "preload_dlls", None)
+    if callable(preload):
+        with contextlib.suppress(Exception):
+            preload(cuda=True, cudnn=True, msvc=False)
+
+
+def cuda_provider_available() -> bool:
+    """Whether the installed onnxruntime has the CUDA execution provider (onnxruntime-gpu)."""
+    return CUDA_PROVIDER in import_onnxruntime().get_available_providers()
+
+
+def require_cuda_provider(what: str = "ONNX Runtime on CUDA") -> Any:
+    """onnxruntime with a usable CUDA provider and a CUDA device, else :class:`BackendUnavailable` saying why."""
+    if not torch.cuda.is_available():
+        raise BackendUnavailable(f"{what}: no CUDA device is available")
+    ort = import_onnxruntime()
+    if CUDA_PROVIDER not in ort.get_available_providers():
+        raise BackendUnavailable(
+            f"{what}: the installed onnxruntime {ort.__version__} has no CUDA provider (CPU-only package); "
+            f"install onnxruntime-gpu: {ORT_GPU_HINT}"
+        )
+    _preload_cuda_libraries(ort)
+    return ort
+
+
+def make_session(
+    path: str | os.PathLike[str],
+    device: torch.device,
+    *,
+    cuda_options: Mapping[str, Any] | None = None,
+    threads: int | None = None,
+    optimization: str = "all",
+    optimized_model_path: str | os.PathLike[str] | None = None,
+) -> Any:
+    """An ``InferenceSession`` for ``path`` on ``device`` ("cpu" or "cuda[:i]"), checked to really use CUDA.
+
+    ``optimization`` is ``"all"`` (ONNX Runtime's default) or ``"none"``. A session that was asked for the CUDA
+    provider and silently fell back to the CPU (missing CUDA libraries) raises :class:`BackendUnavailable`.
+    """
+    if device.type == "cuda":
+        ort = require_cuda_provider()
+        opts = {"device_id": str(device.index or 0), **{k: str(v) for k, v in (cuda_options or {}).items()}}
+        providers: list[Any] = [(CUDA_PROVIDER, opts), CPU_PROVIDER]
+    elif device.type == "cpu":
+        ort = import_onnxruntime()
+        providers = [CPU_PROVIDER]
+    else:
+        raise InvalidInput(f"ONNX Runtime runs on cpu or cuda, not {device}")
+    so = ort.SessionOptions()
+    so.log_severity_level = 3  # errors only; the warnings that matter become exceptions or records
+    if threads is not None:
+        if threads < 1:
+            raise InvalidInput(f"threads must be positive, got {threads}")
+        so.intra_op_num_threads = threads
+    if optimization == "none":
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    elif optimization != "all":
+        raise InvalidInput(f"optimization must be 'all' or 'none', got {optimization!r}")
+    if optimized_model_path is not None:
+        so.optimized_model_filepath = os.fspath(optimized_model_path)
+    try:
+        sess = ort.InferenceSession(os.fspath(path), sess_options=so, providers=providers)
+    except Exception as exc:  # onnxruntime raises its own pybind exception types
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValidationError(f"ONNX Runtime cannot load {path}: {first}") from None
+    if device.type == "cuda" and CUDA_PROVIDER not in sess.get_providers():
+        raise BackendUnavailable(
+            f"ONNX Runtime could not start its CUDA provider for {path} (CUDA/cuDNN libraries not found?); "
+            'import torch before onnxruntime, or check `python -c "import onnxruntime; onnxruntime.preload_dlls()"`'
+        )
+    return sess
+
+
+def ort_dtype_to_torch(type_str: str) -> torch.dtype:
+    """``"tensor(float16)"`` -> ``torch.float16``."""
+    table = {
+        "tensor(float)": torch.float32,
+        "tensor(float16)": torch.float16,
+        "tensor(bfloat16)": torch.bfloat16,
+        "tensor(double)": torch.float64,
+        "tensor(int64)": torch.int64,
+        "tensor(int32)": torch.int32,
+        "tensor(int8)": torch.int8,
+        "tensor(uint8)": torch.uint8,
+        "tensor(bool)": torch.bool,
+    }
+    if type_str not in table:
+        raise InvalidInput(f"unsupported ONNX tensor type {type_str}")
+    return table[type_str]
+
+
+# --------------------------------------------------------------------------------------------- fp16 coverage
+_FLOAT_TYPES = {1: "float32", 10: "float16", 16: "bfloat16", 11: "float64"}
+
+
+def fp16_coverage(path: str | os.PathLike[str], device: torch.device) -> dict[str, Any]:
+    """Which nodes of an fp16 graph ONNX Runtime really runs in fp16 on ``device``.
+
+    ONNX Runtime's ``InsertCastTransformer`` wraps nodes that have no fp16 kernel on their provider in Casts to
+    fp32 and back (the CPU provider has almost none). The session's partitioned graph is saved with graph
+    optimizations off (so nodes are not fused away), its types inferred, and every non-Cast node counted as fp16
+    (all float inputs fp16) or fp32 (some float input cast to fp32).
+    """
+    import onnx
+
+    with tempfile.TemporaryDirectory(prefix="deploykit-ort-") as tmp:
+        saved = Path(tmp) / "partitioned.onnx"
+        make_session(path, device, optimization="none", optimized_model_path=saved)
+        model = onnx.load(os.fspath(saved))
+    with contextlib.suppress(Exception):
+        model = onnx.shape_inference.infer_shapes(model)
+    types: dict[str, int] = {}
+    for vi in [*model.graph.input, *model.graph.value_info, *model.graph.output]:
+        types[vi.name] = vi.type.tensor_type.elem_type
+    for t in model.graph.initializer:
+        types[t.name] = t.data_type
+    for node in model.graph.node:  # Cast's output type is its "to" attribute, when inference left it out
+        if node.op_type == "Cast":
+            for attr in node.attribute:
+                if attr.name == "to":
+                    types.setdefault(node.output[0], attr.i)
+    fp16_nodes = 0
+    fp32_ops: Counter[str] = Counter()
+    unknown = 0
+    inserted = 0
+    for node in model.graph.node:
+        if node.op_type == "Cast":
+            if node.name.startswith("InsertedPrecisionFreeCast") or "InsertedCast" in node.name:
+                inserted += 1
+            continue
+        float_in = [types.get(i) for i in node.input if i and types.get(i) in _FLOAT_TYPES]
+        if not float_in:
+            if any(i and i not in types for i in node.input):
+                unknown += 1
+            continue
+        if all(t == 10 for t in float_in):
+            fp16_nodes += 1
+        else:
+            fp32_ops[node.op_type] += 1
+    total = fp16_nodes + sum(fp32_ops.values())
+    return {
+        "provider": CUDA_PROVIDER if device.type == "cuda" else CPU_PROVIDER,
+        "float_nodes": total,
+        "fp16_nodes": fp16_nodes,
+        "fp32_nodes": sum(fp32_ops.values()),
+        "fp32_op_types": dict(sorted(fp32_ops.items())),
+        "inserted_casts": inserted,
+        "untyped_nodes": unknown,
+    }
+
+
+# ------------------------------------------------------------------------------------------------ validation
+@contextlib.contextmanager
+def true_fp32() -> Iterator[None]:
+    """Turn TF32 off for cuDNN convolutions and matmuls (both default to allowing it) and restore afterwards."""
+    cudnn_tf32 = torch.backends.cudnn.allow_tf32
+    matmul_tf32 = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32 = cudnn_tf32
+        torch.backends.cuda.matmul.allow_tf32 = matmul_tf32
+
+
+def as_outputs(out: Any) -> list[torch.Tensor]:
+    """A model's output as a flat list of tensors (a tensor, or a tuple/list/dict of them)."""
+    if isinstance(out, torch.Tensor):
+        return [out]
+    if isinstance(out, (tuple, list)):
+        return [t for o in out for t in as_outputs(o)]
+    if isinstance(out, Mapping):
+        return [t for o in out.values() for t in as_outputs(o)]
+    raise ValidationError(f"model returned {type(out).__name__}; expected tensors")
+
+
+def validate_onnx(
+    path: str | os.PathLike[str],
+    reference: Callable[[torch.Tensor], Any],
+    *,
+    sample_shape: Sequence[int],
+    precision: str,
+    batch_sizes: Sequence[int],
+    device: torch.device,
+    seed: int = 0,
+    tolerances: Mapping[str, Tolerance] | None = None,
+    reference_desc: str = "eager PyTorch (fp32)",
+    warnings: Sequence[str] = (),
+) -> dict[str, Any]:
+    """Run the ONNX file in ONNX Runtime on random inputs and compare every output with ``reference``.
+
+    Inputs are standard normal from a ``torch.Generator`` seeded with ``seed`` (one batch per entry of
+    ``batch_sizes``), rounded to fp16 for an fp16 graph and given to the fp32 reference as the same values.
+    ``reference(x)`` runs on ``device`` in fp32. Returns the manifest record (``passed`` says the verdict); it
+    does not raise on a numerical failure, only when the file cannot be run at all.
+    """
+    tol = tolerance_for(precision, tolerances)
+    cuda_options = {"use_tf32": 0} if precision == "fp32" else {}
+    sess = make_session(path, device, cuda_options=cuda_options if device.type == "cuda" else None)
+    inputs = sess.get_inputs()
+    if len(inputs) != 1:
+        raise ValidationError(f"{path} has {len(inputs)} inputs; deploykit validates single-input models")
+    in_name = inputs[0].name
+    in_dtype = ort_dtype_to_torch(inputs[0].type)
+    out_names = [o.name for o in sess.get_outputs()]
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    runs: list[dict[str, Any]] = []
+    refs: dict[str, list[torch.Tensor]] = {n: [] for n in out_names}
+    for b in batch_sizes:
+        x = torch.randn((b, *sample_shape), generator=gen).to(in_dtype)
+        try:
+            got = sess.run(None, {in_name: x.numpy()})
+        except Exception as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ValidationError(f"ONNX Runtime failed to run {path} on a batch of {b}: {first}") from None
+        with torch.inference_mode(), true_fp32() if device.type == "cuda" else contextlib.nullcontext():
+            ref = as_outputs(reference(x.to(device=device, dtype=torch.float32)))
+        if len(ref) != len(got):
+            raise ValidationError(f"the ONNX graph has {len(got)} outputs, eager PyTorch returned {len(ref)}")
+        outs = []
+        for name, g, r in zip(out_names, got, ref, strict=True):
+            rec = compare_outputs(torch.from_numpy(g), r, tol)
+            outs.append({"name": name, **rec})
+            refs[name].append(r.detach().float().cpu())
+        runs.append({"batch_size": b, "passed": all(o["passed"] for o in outs), "outputs": outs})
+    worst_abs = max(o["max_abs_error"] for r in runs for o in r["outputs"])
+    worst_rel = max(o["max_rel_error"] for r in runs for o in r["outputs"])
+    sens = {n: input_sensitivity(v) for n, v in refs.items()}
+    notes = list(warnings)
+    for n, s in sens.items():
+        if s is not None and s < LOW_SENSITIVITY:
+            notes.append(
+                f"output {n!r} varies by only {s:.1e} of its magnitude across the random inputs (random init?): "
+                "the check cannot see errors in the input-dependent part of the model"
+            )
+    provider = CUDA_PROVIDER if device.type == "cuda" else CPU_PROVIDER
+    return {
+        "status": "passed" if all(r["passed"] for r in runs) else "failed",
+        "passed": all(r["passed"] for r in runs),
+        "precision": precision,
+        "device": str(device),
+        "provider": provider,
+        "reference": reference_desc,
+        "criterion": CRITERION,
+        "tolerance": tol.to_dict(),
+        "seed": seed,
+        "batch_sizes": list(batch_sizes),
+        "max_abs_error": worst_abs,
+        "max_rel_error": worst_rel,
+        "input_sensitivity": sens,
+        "runs": runs,
+        "warnings": notes,
+    }
+
+
+def describe_failure(record: Mapping[str, Any]) -> str:
+    """One line with the numbers of a failed validation record: how many runs failed and the worst one."""
+    runs = record.get("runs", [])
+    failing = [(run, o) for run in runs for o in run["outputs"] if not o["passed"]]
+    if not failing:
+        return "no failing output"
+    # the worst: non-finite first, then the largest error relative to the output's scale
+    run, o = max(failing, key=lambda ro: (not ro[1]["finite"], ro[1]["max_rel_error"]))
+    if o["finite"]:
+        why = (
+            f"max abs error {o['max_abs_error']:.3g}, max rel error {o['max_rel_error']:.3g} "
+            f"(of |ref| max {o['ref_max_abs']:.3g}"
+        )
+        if record.get("precision") == "fp16" and o["ref_max_abs"] < FP16_MIN_NORMAL:
+            why += f", below fp16's smallest normal value {FP16_MIN_NORMAL:.2g}: the fp16 graph underflows"
+    else:
+        why = f"non-finite values (|ref| max {o['ref_max_abs']:.3g}"
+        if record.get("precision") == "fp16" and o["ref_max_abs"] > FP16_MAX:
+            why += f", beyond fp16's largest value {FP16_MAX:g}: the fp16 graph overflows"
+    why += ")"
+    n_bad = len({id(r) for r, _ in failing})
+    tol = record.get("tolerance", {})
+    return (
+        f"{n_bad} of {len(runs)} random batches fail; worst: batch of {run['batch_size']}, output {o['name']!r}: "
+        f"{why}; allowed: atol {tol.get('atol')} + rtol {tol.get('rtol')} x |ref| max ({record.get('provider')})"
+    )
+
+
+def validation_scope(
+    precision: str, device: torch.device, batch_sizes: Sequence[int], coverage: Mapping[str, Any] | None
+) -> tuple[list[str], list[str]]:
+    """What a validation on ``device`` did and did not check, in words for the manifest."""
+    provider = CUDA_PROVIDER if device.type == "cuda" else CPU_PROVIDER
+    validated = [
+        "onnx.checker.check_model(full_check=True): graph, types and strict shape inference",
+        f"outputs of ONNX Runtime ({provider}, {device}) vs eager PyTorch fp32 on random batches of "
+        f"{', '.join(map(str, batch_sizes))}",
+    ]
+    not_validated: list[str] = []
+    if precision == "fp16":
+        validated.append("fp16 inputs, outputs and weights (rounded from fp32) within the fp16 tolerance")
+        if coverage is not None:
+            n, n16, n32 = coverage["float_nodes"], coverage["fp16_nodes"], coverage["fp32_nodes"]
+            if n16:
+                validated.append(f"fp16 arithmetic of {n16} of {n} float nodes in {provider}")
+            if n32:
+                ops = ", ".join(f"{k} x{v}" for k, v in coverage["fp32_op_types"].items())
+                where = (
+                    "validate on a GPU with the CUDA provider (onnxruntime-gpu) for the fp16 arithmetic"
+                    if device.type == "cpu"
+                    else "those nodes have no fp16 kernel in this provider"
+                )
+                not_validated.append(
+                    f"fp16 arithmetic of {n32} of {n} float nodes: ONNX Runtime's {provider} has no fp16 kernel "
+                    f"for them and ran them in fp32 between inserted Casts ({ops}); {where}"
+                )
+    return validated, not_validated

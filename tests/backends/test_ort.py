@@ -1,0 +1,157 @@
+"""OrtRunner: the CPU provider here; the CUDA provider with io-binding, a user stream and CUDA graphs on a GPU."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from deploykit.backends.ort import OrtRunner
+from deploykit.errors import ArtifactError, BackendUnavailable, InvalidInput
+from deploykit.export import export_module
+from deploykit.models import create_model
+
+
+@pytest.fixture(scope="module")
+def lenet(tmp_path_factory: pytest.TempPathFactory):
+    """lenet (seed 0) and its dynamic-batch fp32 and fp16 exports."""
+    torch.manual_seed(0)
+    model, spec = create_model("lenet", device="cpu")
+    folder = tmp_path_factory.mktemp("ort")
+    fp32 = export_module(model, spec, out_dir=folder, dynamic_batch=True, device="cpu", validate_batches=(1,))
+    fp16 = export_module(
+        model, spec, out_dir=folder, dynamic_batch=True, precision="fp16", device="cpu", validate_batches=(1,)
+    )
+    return model, spec, fp32, fp16
+
+
+def _rel_err(got: torch.Tensor, ref: torch.Tensor) -> float:
+    return float((got.float().cpu() - ref.float().cpu()).abs().max() / ref.abs().max())
+
+
+@pytest.mark.parametrize("io_binding", [True, False])
+def test_cpu_matches_eager_at_several_batches(lenet, io_binding: bool) -> None:
+    model, spec, fp32, _ = lenet
+    with OrtRunner(fp32.path, io_binding=io_binding, threads=1) as runner:
+        assert runner.is_active and runner.info["provider"] == "CPUExecutionProvider"
+        assert runner.info["io_binding"] is io_binding and runner.stream is None
+        for b in (1, 5):
+            x = runner.prepare_input(torch.randn(spec.batch_shape(b)))
+            y = runner.infer(x)
+            assert y.shape == (b, 10) and y.dtype == torch.float32 and y.device.type == "cpu"
+            with torch.inference_mode():
+                assert _rel_err(y, model(x)) < 1e-5
+    assert not runner.is_active
+
+
+def test_cpu_fp16_graph_takes_fp16(lenet) -> None:
+    model, spec, _, fp16 = lenet
+    with OrtRunner(fp16.path) as runner:
+        assert runner.input_dtype == torch.float16
+        x = runner.prepare_input(torch.randn(spec.batch_shape(3)))
+        assert x.dtype == torch.float16
+        y = runner.infer(x)
+        assert y.dtype == torch.float16
+        with torch.inference_mode():
+            assert _rel_err(y, model(x.float())) < 1e-2
+        assert len(runner.infer_all(x)) == 1
+
+
+def test_bad_calls(lenet, tmp_path) -> None:
+    _, spec, fp32, _ = lenet
+    runner = OrtRunner(fp32.path)
+    with pytest.raises(InvalidInput, match="activate"):
+        runner.infer(torch.randn(spec.batch_shape(1)))
+    with runner:
+        with pytest.raises(InvalidInput, match="float32 input, got float16"):
+            runner.infer(torch.randn(spec.batch_shape(1)).half())
+        with pytest.raises(InvalidInput, match="takes input batchx1x28x28"):
+            runner.infer(torch.randn(1, 1, 32, 32))
+        with pytest.raises(InvalidInput, match="contiguous"):
+            runner.infer(torch.randn(1, 1, 28, 56)[..., ::2])
+    with pytest.raises(InvalidInput, match="CUDA graphs need a CUDA device"):
+        OrtRunner(fp32.path, cuda_graph=True)
+    with pytest.raises(InvalidInput, match="threads"):
+        OrtRunner(fp32.path, threads=0)
+    with pytest.raises(ArtifactError, match="not found"):
+        OrtRunner(tmp_path / "none.onnx").activate()
+
+
+def test_cuda_without_onnxruntime_gpu_says_how_to_install(lenet, monkeypatch) -> None:
+    import onnxruntime
+
+    _, _, fp32, _ = lenet
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    with pytest.raises(BackendUnavailable, match=r"has no CUDA provider.*onnxruntime-gpu.*replaces"):
+        OrtRunner(fp32.path, device="cuda").activate()
+
+
+def test_cuda_without_a_gpu(lenet, monkeypatch) -> None:
+    _, _, fp32, _ = lenet
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(BackendUnavailable, match="no CUDA device"):
+        OrtRunner(fp32.path, device="cuda").activate()
+
+
+# ------------------------------------------------------------------------------------------------------ GPU
+def _need_cuda_provider() -> None:
+    import onnxruntime
+
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        pytest.skip("needs onnxruntime-gpu (the CUDA execution provider)")
+
+
+@pytest.mark.gpu
+def test_cuda_io_binding_on_the_runner_stream(lenet) -> None:
+    _need_cuda_provider()
+    model, spec, fp32, _ = lenet
+    ref_model = model.to("cuda")
+    with OrtRunner(fp32.path, device="cuda") as runner:
+        assert runner.info["provider"] == "CUDAExecutionProvider" and runner.info["io_binding"] is True
+        assert isinstance(runner.stream, torch.cuda.Stream)
+        assert runner.stream.cuda_stream != torch.cuda.default_stream().cuda_stream
+        for b in (1, 7):
+            x = runner.prepare_input(torch.randn(spec.batch_shape(b)))
+            y = runner.infer(x)
+            assert y.device.type == "cuda" and y.shape == (b, 10)
+            with torch.inference_mode():
+                ref = ref_model(x)
+            torch.cuda.synchronize()
+            assert _rel_err(y, ref) < 1e-3  # TF32 may be on in both
+
+
+@pytest.mark.gpu
+def test_cuda_graph_replays_into_fixed_buffers(lenet) -> None:
+    _need_cuda_provider()
+    model, spec, fp32, _ = lenet
+    ref_model = model.to("cuda")
+    with OrtRunner(fp32.path, device="cuda", cuda_graph=True) as runner:
+        outs = []
+        for _ in range(4):
+            x = runner.prepare_input(torch.randn(spec.batch_shape(2)))
+            y = runner.infer(x)
+            with torch.inference_mode():
+                ref = ref_model(x)
+            torch.cuda.synchronize()
+            assert _rel_err(y, ref) < 1e-3
+            outs.append(y.data_ptr())
+        assert len(set(outs)) == 1
+        with pytest.raises(InvalidInput, match="captured for input"):
+            runner.infer(runner.prepare_input(torch.randn(spec.batch_shape(3))))
+
+
+@pytest.mark.gpu
+def test_fp16_validated_with_the_cuda_provider(tmp_path) -> None:
+    _need_cuda_provider()
+    torch.manual_seed(0)
+    model, spec = create_model("resnet18", device="cpu", image_size=64)
+    art = export_module(model, spec, out_dir=tmp_path, precision="fp16", device="cuda")
+    v = art.manifest["validation"]
+    assert v["passed"] is True and v["provider"] == "CUDAExecutionProvider"
+    assert art.manifest["environment"]["gpu"] is not None
+    cov = v["fp16_coverage"]
+    assert cov["fp16_nodes"] > cov["fp32_nodes"]
+    assert any("fp16 arithmetic of" in line and "CUDAExecutionProvider" in line for line in v["validated"])
+    with OrtRunner(art.path, device="cuda") as runner:
+        y = runner.infer(runner.prepare_input(torch.randn(spec.batch_shape(4))))
+        assert y.dtype == torch.float16 and y.device.type == "cuda"

@@ -1,0 +1,86 @@
+"""Every registered model exports to ONNX and validates in ONNX Runtime: a dynamic-batch graph (validated at
+batches 1 and 3) and a fixed batch-1 graph (validated at batch 1).
+
+Inputs are shrunk where the model allows it (ImageNet-size models at the smallest of 64/96/128/160 pixels their
+pooling stack accepts): the graph and the weights are the same, only the validation runs are cheaper. The
+dynamo export itself dominates the cost (2-40 s per graph on two cores); models whose pair of exports takes
+more than about 30 s there are marked ``slow`` (they still run by default; ``-m "not slow"`` skips them).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from deploykit.backends.ort import OrtRunner
+from deploykit.errors import ShapeError
+from deploykit.export.onnx import export_module, load_onnx_artifact
+from deploykit.models import create_model, get_model_spec, list_models, run_with_layer_context
+
+#: Measured here (2 shared cores, torch 2.14.1): a dynamic plus a static dynamo export above ~30 s.
+#: (densenet* 65-91 s, resnet152 76 s, resnet101 50 s, vgg* 41-47 s, mobilenet_v3_large 36 s.)
+SLOW = {
+    "densenet121",
+    "densenet161",
+    "densenet169",
+    "densenet201",
+    "mobilenet_v3_large",
+    "resnet101",
+    "resnet152",
+    "vgg11",
+    "vgg13",
+    "vgg16",
+    "vgg19",
+}
+
+
+def _params() -> list[object]:
+    return [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in list_models()]
+
+
+def small_image_size(name: str) -> int | None:
+    """The smallest of 64/96/128/160 pixels the model takes (checked on the meta device), else its own size."""
+    spec = get_model_spec(name)
+    if "image_size" not in spec.overridable or len(spec.input_shape) != 3 or min(spec.input_shape[1:]) <= 160:
+        return None
+    for size in (64, 96, 128, 160):
+        try:
+            model, s = create_model(name, image_size=size)  # meta device: shapes only
+            run_with_layer_context(model, torch.zeros(s.batch_shape(1), device="meta"), name)
+        except ShapeError:
+            continue
+        return size
+    return None
+
+
+@pytest.mark.parametrize("name", _params())
+def test_every_model_exports_and_validates(name: str, tmp_path) -> None:
+    torch.manual_seed(0)
+    module, spec = create_model(name, device="cpu", image_size=small_image_size(name))
+
+    dyn = export_module(
+        module, spec, out_dir=tmp_path, dynamic_batch=True, validate_batches=(1, 3), device="cpu"
+    )
+    m = dyn.manifest
+    assert m["validation"]["passed"] is True, m["validation"]
+    assert [r["batch_size"] for r in m["validation"]["runs"]] == [1, 3]
+    assert m["inputs"][0]["shape"] == ["batch", *spec.input_shape]
+    assert m["outputs"][0]["shape"][0] == "batch"
+    assert m["exporter"]["name"] in ("dynamo", "torchscript")
+    if m["exporter"]["name"] == "torchscript":
+        assert m["exporter"]["fallback_reason"], "a fallback must say why dynamo failed"
+
+    # Independent of the validator: a batch size it never saw, through the runner, against eager.
+    x = torch.randn(spec.batch_shape(2))
+    with torch.inference_mode():
+        ref = module(x)
+    with OrtRunner(dyn.path) as runner:
+        got = runner.infer(x)
+    scale = float(ref.abs().max())
+    assert float((got - ref).abs().max()) <= 1e-4 * scale + 1e-12
+
+    static = export_module(module, spec, out_dir=tmp_path, batch_size=1, validate_batches=(1,), device="cpu")
+    assert static.manifest["validation"]["passed"] is True
+    assert static.manifest["inputs"][0]["shape"] == [1, *spec.input_shape]
+    assert static.path.name == f"{name}.onnx" and dyn.path.name == f"{name}-dynamic.onnx"
+    assert load_onnx_artifact(static.path).manifest == static.manifest
