@@ -17,6 +17,9 @@ __version__ = "0.1.0"
 _EXPORTS: dict[str, str] = {
     "ArtifactError": "deploykit.errors",
     "BackendUnavailable": "deploykit.errors",
+    "BenchResult": "deploykit.bench",
+    "BenchSpec": "deploykit.bench",
+    "CellResult": "deploykit.bench",
     "DeploykitError": "deploykit.errors",
     "ExportError": "deploykit.errors",
     "InvalidInput": "deploykit.errors",
@@ -25,12 +28,16 @@ _EXPORTS: dict[str, str] = {
     "OnnxArtifact": "deploykit.export",
     "Runner": "deploykit.backends",
     "ShapeError": "deploykit.errors",
+    "TimingOptions": "deploykit.bench",
     "ValidationError": "deploykit.errors",
+    "compare_results": "deploykit.report",
     "create_model": "deploykit.models",
     "export_onnx": "deploykit.export",
     "get_model_spec": "deploykit.models",
     "list_models": "deploykit.models",
+    "load_results": "deploykit.bench",
     "register_model": "deploykit.models",
+    "run_bench": "deploykit.bench",
 }
 
 __all__ = sorted(_EXPORTS)

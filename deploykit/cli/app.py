@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import typer
 
+from deploykit.cli import bench as _bench
+from deploykit.cli import check as _check
 from deploykit.cli import export as _export
 from deploykit.cli import models as _models
 from deploykit.cli import profile as _profile
@@ -21,7 +23,7 @@ app = typer.Typer(
     rich_markup_mode="rich",
 )
 
-_COMMAND_MODULES: tuple = (_models, _profile, _export)
+_COMMAND_MODULES: tuple = (_models, _profile, _export, _bench, _check)
 
 for _module in _COMMAND_MODULES:
     _module.register(app)

@@ -1,0 +1,83 @@
+"""Where the bench keeps what is expensive to make: ONNX exports, TensorRT engines and timing caches, and the
+``torch.compile`` (Inductor) cache, so that a second run of the same cell reuses them.
+
+Layout under the cache root (``$DEPLOYKIT_CACHE_DIR``, else ``$XDG_CACHE_HOME/deploykit``, else
+``~/.cache/deploykit``)::
+
+    onnx/<model>-<shape>-<precision>-b<batch>-<hash>/    model.onnx, manifest, bench-cache.json
+    trt/<model>-<shape>-<precision>-b<batch>-<hash>/     engine, manifest, bench-cache.json
+    tensorrt/timing-<gpu>-sm<cc>-cuda<v>-trt<v>.cache    TensorRT timing cache (GPU, CUDA, TensorRT specific)
+    inductor/                                            TORCHINDUCTOR_CACHE_DIR (FX graph, autotuning, Triton)
+
+The hash covers everything that changes the artifact (model, shape, classes, precision, batch, seed, torch and
+deploykit versions, GPU for engines); ``bench-cache.json`` is written last, so a folder without it is an
+interrupted build and is rebuilt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from deploykit._io import atomic_write_json
+
+RECORD = "bench-cache.json"
+
+
+def default_cache_dir() -> Path:
+    """``$DEPLOYKIT_CACHE_DIR``, else ``$XDG_CACHE_HOME/deploykit``, else ``~/.cache/deploykit``."""
+    env = os.environ.get("DEPLOYKIT_CACHE_DIR")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "deploykit"
+
+
+def slug(text: str) -> str:
+    """A file-name-safe lower-case version of ``text`` (``"NVIDIA H100 80GB HBM3"`` -> ``"nvidia-h100-80gb-hbm3"``)."""
+    s = re.sub(r"[^a-z0-9.]+", "-", text.lower()).strip("-.")
+    return s or "x"
+
+
+@dataclass(frozen=True)
+class BenchCache:
+    """The cache folder of one sweep (see the module docstring)."""
+
+    root: Path
+
+    @classmethod
+    def at(cls, root: str | os.PathLike[str] | None) -> BenchCache:
+        return cls(Path(root).expanduser() if root else default_cache_dir())
+
+    @property
+    def inductor_dir(self) -> Path:
+        return self.root / "inductor"
+
+    def artifact_dir(self, kind: str, label: str, key: dict[str, Any]) -> Path:
+        """``<root>/<kind>/<label>-<hash of key>``: one folder per distinct artifact."""
+        digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
+        return self.root / kind / f"{slug(label)}-{digest}"
+
+    @staticmethod
+    def lookup(folder: Path) -> dict[str, Any] | None:
+        """The record of a finished artifact in ``folder`` whose files still exist, else ``None``."""
+        rec = folder / RECORD
+        try:
+            data = json.loads(rec.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            return None
+        paths = [data.get("path"), data.get("manifest_path")]
+        if not all(isinstance(p, str) and Path(p).exists() for p in paths):
+            return None
+        return dict(data)
+
+    @staticmethod
+    def record(folder: Path, data: dict[str, Any]) -> None:
+        """Mark the artifact in ``folder`` finished (written last, atomically)."""
+        atomic_write_json(folder / RECORD, data)

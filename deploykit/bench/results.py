@@ -1,0 +1,320 @@
+"""Benchmark results: one :class:`CellResult` per (model, backend, precision, batch), gathered in a
+:class:`BenchResult` with the environment fingerprint and the measurement regime, and a versioned JSON round trip.
+
+JSON layout (``schema == "deploykit.bench"``, ``schema_version == 1``)::
+
+    {"schema": "deploykit.bench", "schema_version": 1, "created_utc": "...", "device": "NVIDIA H100 80GB HBM3",
+     "environment": {...deploykit._env.environment()...}, "regime": {"transfers_included": false, ...},
+     "spec": {...BenchSpec...}, "cells": [{"model": "resnet18", "backend": "eager", ..., "timing": {...}}]}
+
+Raw samples are kept (``timing.repeats_ms``); every derived figure is recomputed from them on load.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from deploykit._io import atomic_write_json
+from deploykit.bench.timing import TimingStats, WarmupReport
+from deploykit.errors import ArtifactError
+
+SCHEMA = "deploykit.bench"
+SCHEMA_VERSION = 1
+
+#: Cell status values. ``ok`` cells have timing; the others carry a one-line ``reason``.
+STATUSES = ("ok", "skipped", "oom", "error")
+
+
+@dataclass(frozen=True)
+class CellResult:
+    """One measured (or skipped) cell of a sweep.
+
+    Times are milliseconds (``first_call_ms``) or seconds (``prepare_s``: export / engine build / model
+    placement before the first call; ``setup_s`` adds the first call, which is where ``torch.compile`` compiles).
+    ``max_abs_err`` and ``max_rel_err`` compare this backend's output with eager fp32 on the same input;
+    ``max_rel_err`` is ``max|out - ref| / max|ref|`` (relative to the output's scale, so near-zero logits do
+    not blow it up) and ``correct`` is ``max_rel_err <= tolerance``. ``speedup_vs_eager`` divides the eager
+    median of the same model, precision and batch by this cell's median. ``peak_mem_bytes`` is the torch
+    allocator's peak for torch backends and the growth of device memory in use for the others
+    (``peak_mem_method`` says which).
+    """
+
+    model: str
+    backend: str
+    precision: str
+    batch: int
+    status: str = "ok"
+    reason: str | None = None
+    timing: TimingStats | None = None
+    warmup: WarmupReport | None = None
+    timer: str | None = None
+    first_call_ms: float | None = None
+    prepare_s: float | None = None
+    cache_hit: bool | None = None
+    speedup_vs_eager: float | None = None
+    peak_mem_bytes: int | None = None
+    peak_mem_method: str | None = None
+    max_abs_err: float | None = None
+    max_rel_err: float | None = None
+    tolerance: float | None = None
+    correct: bool | None = None
+    top1_agreement: float | None = None
+    cuda_graphs: bool = False
+    transfers_included: bool = False
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> tuple[str, str, str, int]:
+        """``(model, backend, precision, batch)``: how cells are matched across result files."""
+        return (self.model, self.backend, self.precision, self.batch)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok" and self.timing is not None
+
+    @property
+    def median_ms(self) -> float | None:
+        return self.timing.median_ms if self.timing is not None else None
+
+    @property
+    def throughput_sps(self) -> float | None:
+        """Samples per second at the median latency."""
+        if self.timing is None or self.timing.median_ms <= 0:
+            return None
+        return self.batch * 1000.0 / self.timing.median_ms
+
+    @property
+    def setup_s(self) -> float | None:
+        """Preparation plus the first call: the one-off cost (export, build, compile) before steady state."""
+        if self.prepare_s is None and self.first_call_ms is None:
+            return None
+        return (self.prepare_s or 0.0) + (self.first_call_ms or 0.0) / 1000.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "backend": self.backend,
+            "precision": self.precision,
+            "batch": self.batch,
+            "status": self.status,
+            "reason": self.reason,
+            "median_ms": self.median_ms,
+            "throughput_sps": self.throughput_sps,
+            "speedup_vs_eager": self.speedup_vs_eager,
+            "noise": self.timing.noise if self.timing else None,
+            "correct": self.correct,
+            "max_abs_err": _finite(self.max_abs_err),
+            "max_rel_err": _finite(self.max_rel_err),
+            "tolerance": self.tolerance,
+            "top1_agreement": self.top1_agreement,
+            "first_call_ms": self.first_call_ms,
+            "prepare_s": self.prepare_s,
+            "setup_s": self.setup_s,
+            "cache_hit": self.cache_hit,
+            "peak_mem_bytes": self.peak_mem_bytes,
+            "peak_mem_method": self.peak_mem_method,
+            "cuda_graphs": self.cuda_graphs,
+            "transfers_included": self.transfers_included,
+            "timer": self.timer,
+            "warmup": self.warmup.to_dict() if self.warmup else None,
+            "timing": self.timing.to_dict() if self.timing else None,
+            "info": self.info,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CellResult:
+        timing = TimingStats.from_dict(d["timing"]) if d.get("timing") else None
+        warm = WarmupReport(**d["warmup"]) if d.get("warmup") else None
+        status = d.get("status", "ok")
+        if status not in STATUSES:
+            raise ValueError(f"unknown cell status {status!r}")
+        return cls(
+            model=str(d["model"]),
+            backend=str(d["backend"]),
+            precision=str(d["precision"]),
+            batch=int(d["batch"]),
+            status=status,
+            reason=d.get("reason"),
+            timing=timing,
+            warmup=warm,
+            timer=d.get("timer"),
+            first_call_ms=d.get("first_call_ms"),
+            prepare_s=d.get("prepare_s"),
+            cache_hit=d.get("cache_hit"),
+            speedup_vs_eager=d.get("speedup_vs_eager"),
+            peak_mem_bytes=d.get("peak_mem_bytes"),
+            peak_mem_method=d.get("peak_mem_method"),
+            max_abs_err=d.get("max_abs_err"),
+            max_rel_err=d.get("max_rel_err"),
+            tolerance=d.get("tolerance"),
+            correct=d.get("correct"),
+            top1_agreement=d.get("top1_agreement"),
+            cuda_graphs=bool(d.get("cuda_graphs", False)),
+            transfers_included=bool(d.get("transfers_included", False)),
+            info=dict(d.get("info") or {}),
+        )
+
+
+def _finite(v: float | None) -> float | None:
+    # JSON has no inf/nan; a non-finite error (a backend that produced NaN) is stored as null with correct=False.
+    if v is None or math.isfinite(v):
+        return v
+    return None
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    """A whole sweep: the cells, the spec that produced them, where and how they were measured.
+
+    ``device`` is the GPU name (``cpu:<model>`` on the CPU), ``environment`` the fingerprint from
+    :func:`deploykit._env.environment`, ``regime`` the measurement conditions that make two files comparable
+    (``transfers_included``, ``cudnn_benchmark``, TF32 switches, device type).
+    """
+
+    cells: tuple[CellResult, ...]
+    device: str
+    environment: dict[str, Any]
+    regime: dict[str, Any]
+    spec: dict[str, Any]
+    created_utc: str
+
+    def cell(self, model: str, backend: str, precision: str, batch: int) -> CellResult | None:
+        """The cell with this key, or ``None``."""
+        for c in self.cells:
+            if c.key == (model, backend, precision, batch):
+                return c
+        return None
+
+    def with_cells(self, cells: tuple[CellResult, ...]) -> BenchResult:
+        return replace(self, cells=cells)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA,
+            "schema_version": SCHEMA_VERSION,
+            "created_utc": self.created_utc,
+            "device": self.device,
+            "environment": self.environment,
+            "regime": self.regime,
+            "spec": self.spec,
+            "cells": [c.to_dict() for c in self.cells],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> BenchResult:
+        """Rebuild from :meth:`to_dict` output; raises :class:`~deploykit.errors.ArtifactError` on a bad file."""
+        if not isinstance(d, dict) or d.get("schema") != SCHEMA:
+            raise ArtifactError(
+                f"not a deploykit benchmark result (schema {_get(d, 'schema')!r}, expected {SCHEMA!r})"
+            )
+        version = d.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise ArtifactError(
+                f"benchmark result schema version {version!r} is not supported (this deploykit reads {SCHEMA_VERSION})"
+            )
+        try:
+            return cls(
+                cells=tuple(CellResult.from_dict(c) for c in d["cells"]),
+                device=str(d["device"]),
+                environment=dict(d.get("environment") or {}),
+                regime=dict(d.get("regime") or {}),
+                spec=dict(d.get("spec") or {}),
+                created_utc=str(d.get("created_utc", "")),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ArtifactError(f"corrupt benchmark result: {type(exc).__name__}: {exc}") from None
+
+    def save(self, path: str | Path) -> Path:
+        """Write the JSON atomically and return the path."""
+        return atomic_write_json(path, self.to_dict())
+
+
+def _get(d: Any, key: str) -> Any:
+    return d.get(key) if isinstance(d, dict) else None
+
+
+def load_results(path: str | Path) -> BenchResult:
+    """Read a results JSON written by :meth:`BenchResult.save`.
+
+    Raises :class:`~deploykit.errors.ArtifactError` (exit code 2) when the file is missing, is not JSON, or
+    has another schema or schema version.
+    """
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ArtifactError(f"cannot read {p}: {exc.strerror or exc}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ArtifactError(f"{p} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    try:
+        return BenchResult.from_dict(data)
+    except ArtifactError as exc:
+        raise ArtifactError(f"{p}: {exc}") from None
+
+
+def add_speedups(cells: list[CellResult]) -> list[CellResult]:
+    """Set ``speedup_vs_eager`` = eager median / cell median for the same model, precision and batch
+    (``None`` where there is no eager timing to compare with)."""
+    eager = {(c.model, c.precision, c.batch): c.median_ms for c in cells if c.backend == "eager" and c.ok}
+    out = []
+    for c in cells:
+        ref = eager.get((c.model, c.precision, c.batch))
+        speedup = ref / c.median_ms if c.ok and ref and c.median_ms else None
+        out.append(replace(c, speedup_vs_eager=speedup))
+    return out
+
+
+#: Regime keys two result files must share to be merged or compared.
+COMPARABLE_REGIME_KEYS = ("device_type", "transfers_included", "cudnn_benchmark")
+
+
+def merge_results(results: list[BenchResult]) -> BenchResult:
+    """Merge sweeps run in parts on the same device (one call per backend group, say) into one result.
+
+    The files must share device, NVIDIA driver and regime (:data:`COMPARABLE_REGIME_KEYS`); a cell present in
+    several files is taken from the last one (a re-run replaces). Regime entries that differ between parts
+    (``compile_mode``) are dropped from the merged regime -- each cell's ``info`` still records its own -- and
+    the parts' specs are kept under ``spec["merged_from"]``; speedups are recomputed against the merged eager
+    cells. Raises :class:`ArtifactError` on a mismatch.
+    """
+    if not results:
+        raise ArtifactError("nothing to merge")
+    first = results[0]
+
+    def driver(r: BenchResult) -> Any:
+        return ((r.environment.get("gpu") or {}).get("nvidia_smi") or {}).get("driver_version")
+
+    for r in results[1:]:
+        if r.device != first.device:
+            raise ArtifactError(
+                f"cannot merge results from different devices: {first.device!r} and {r.device!r}"
+            )
+        if driver(r) != driver(first):
+            raise ArtifactError(
+                f"cannot merge results from different NVIDIA drivers: {driver(first)} and {driver(r)}"
+            )
+        for k in COMPARABLE_REGIME_KEYS:
+            if r.regime.get(k) != first.regime.get(k):
+                raise ArtifactError(
+                    f"cannot merge results with different {k!r}: {first.regime.get(k)!r} and {r.regime.get(k)!r}"
+                )
+    cells: dict[tuple[str, str, str, int], CellResult] = {}
+    for r in results:
+        for c in r.cells:
+            cells.pop(c.key, None)
+            cells[c.key] = c
+    regime = {k: v for k, v in first.regime.items() if all(r.regime.get(k) == v for r in results)}
+    return BenchResult(
+        cells=tuple(add_speedups(list(cells.values()))),
+        device=first.device,
+        environment=results[-1].environment,
+        regime=regime,
+        spec={"merged_from": [r.spec for r in results]},
+        created_utc=max(r.created_utc for r in results),
+    )

@@ -1,0 +1,172 @@
+"""What a benchmark sweep measures: :class:`BenchSpec` (one frozen options object) and suite files.
+
+A suite file (``benchmarks/suites/*.json``) holds the same fields as :class:`BenchSpec`::
+
+    {"name": "gpu-ci", "models": ["resnet18"], "backends": ["eager", "cuda-graph"], "precisions": ["fp16"],
+     "batches": [1, 64], "device": "cuda", "timing": {"iterations": 50, "repeats": 7}}
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from deploykit.bench.timing import TimingOptions
+from deploykit.errors import InvalidInput
+
+#: Backend names, in the order a sweep runs them (eager first: it is the reference for speedups).
+BACKENDS = ("eager", "channels-last", "cuda-graph", "compile", "ort", "trt")
+PRECISIONS = ("fp32", "fp16", "bf16")
+
+#: What ``deploykit bench`` runs when no ``--backend`` / ``--precision`` / ``--batch`` is given.
+DEFAULTS: dict[str, dict[str, tuple[Any, ...]]] = {
+    "cuda": {"backends": BACKENDS, "precisions": ("fp32", "fp16"), "batches": (1, 64)},
+    "cpu": {"backends": ("eager", "ort"), "precisions": ("fp32",), "batches": (1,)},
+}
+
+
+def device_type(device: str) -> str:
+    """``"cuda:1"`` -> ``"cuda"``; only ``cpu`` and ``cuda[:N]`` are accepted."""
+    d = device.strip().lower()
+    if d == "cpu":
+        return "cpu"
+    if d == "cuda" or (d.startswith("cuda:") and d[5:].isdigit()):
+        return "cuda"
+    raise InvalidInput(f"unknown device {device!r}; use cpu, cuda or cuda:N")
+
+
+@dataclass(frozen=True)
+class BenchSpec:
+    """A sweep: every model × batch × precision × backend is one cell.
+
+    ``timing`` says how hard each cell is measured; ``compile_mode`` is ``torch.compile``'s mode (``None``: the
+    fastest reliable one for the device, see :func:`deploykit.backends.torch_backends.default_compile_mode`);
+    ``num_classes`` / ``in_channels`` / ``image_size`` / ``input_shape`` are model overrides applied to every
+    model; ``seed`` fixes the weights and inputs; ``cache_dir`` holds ONNX exports, engines and the Inductor
+    cache (default :func:`deploykit.bench.cache.default_cache_dir`); ``threads`` sets the CPU threads of torch
+    and ONNX Runtime (``None``: their defaults; on a shared machine 1 avoids thread-barrier stalls).
+    """
+
+    models: tuple[str, ...]
+    backends: tuple[str, ...] = ("eager", "ort")
+    precisions: tuple[str, ...] = ("fp32",)
+    batches: tuple[int, ...] = (1,)
+    device: str = "cpu"
+    timing: TimingOptions = field(default_factory=TimingOptions)
+    compile_mode: str | None = None
+    num_classes: int | None = None
+    in_channels: int | None = None
+    image_size: int | None = None
+    input_shape: str | None = None
+    seed: int = 0
+    cache_dir: str | None = None
+    threads: int | None = None
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.models:
+            raise InvalidInput("give at least one model")
+        device_type(self.device)
+        for label, values, allowed in (
+            ("backend", self.backends, BACKENDS),
+            ("precision", self.precisions, PRECISIONS),
+        ):
+            if not values:
+                raise InvalidInput(f"give at least one {label}")
+            bad = [v for v in values if v not in allowed]
+            if bad:
+                raise InvalidInput(f"unknown {label}(s) {', '.join(bad)}; use {', '.join(allowed)}")
+        if self.threads is not None and (isinstance(self.threads, bool) or int(self.threads) < 1):
+            raise InvalidInput("threads must be a positive integer")
+        if not self.batches or any(int(b) <= 0 for b in self.batches):
+            raise InvalidInput("batch sizes must be positive integers")
+        if self.compile_mode is not None:
+            from deploykit.backends.torch_backends import COMPILE_MODES
+
+            if self.compile_mode not in COMPILE_MODES:
+                raise InvalidInput(
+                    f"unknown compile mode {self.compile_mode!r}; use {', '.join(COMPILE_MODES)}"
+                )
+        # Run order: backends in BACKENDS order, duplicates dropped (eager first, the speedup reference).
+        object.__setattr__(self, "backends", tuple(b for b in BACKENDS if b in self.backends))
+        object.__setattr__(self, "precisions", tuple(dict.fromkeys(self.precisions)))
+        object.__setattr__(self, "batches", tuple(dict.fromkeys(int(b) for b in self.batches)))
+        object.__setattr__(self, "models", tuple(dict.fromkeys(self.models)))
+
+    @property
+    def n_cells(self) -> int:
+        return len(self.models) * len(self.backends) * len(self.precisions) * len(self.batches)
+
+    @property
+    def overrides(self) -> dict[str, Any]:
+        """The model overrides that are set, as keyword arguments for ``create_model``."""
+        o = {
+            "num_classes": self.num_classes,
+            "in_channels": self.in_channels,
+            "image_size": self.image_size,
+            "input_shape": self.input_shape,
+        }
+        return {k: v for k, v in o.items() if v is not None}
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            d[f.name] = (
+                v.to_dict() if isinstance(v, TimingOptions) else (list(v) if isinstance(v, tuple) else v)
+            )
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> BenchSpec:
+        """Build from a suite / ``to_dict`` mapping; unknown keys raise :class:`InvalidInput`."""
+        known = {f.name for f in fields(cls)} | {"description"}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise InvalidInput(
+                f"unknown suite field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(known))}"
+            )
+        kw = {k: v for k, v in d.items() if k != "description"}
+        for k in ("models", "backends", "precisions", "batches"):
+            if k in kw:
+                if isinstance(kw[k], str) or not isinstance(kw[k], list):
+                    raise InvalidInput(f"suite field {k!r} must be a list")
+                kw[k] = tuple(kw[k])
+        if "timing" in kw:
+            t = kw["timing"]
+            if not isinstance(t, dict):
+                raise InvalidInput("suite field 'timing' must be an object")
+            allowed = {f.name for f in fields(TimingOptions)}
+            bad = sorted(set(t) - allowed)
+            if bad:
+                raise InvalidInput(
+                    f"unknown timing option(s) {', '.join(bad)}; allowed: {', '.join(sorted(allowed))}"
+                )
+            kw["timing"] = TimingOptions(**t)
+        if "models" not in kw:
+            raise InvalidInput("a suite must list its models")
+        try:
+            return cls(**kw)
+        except TypeError as exc:
+            raise InvalidInput(f"bad suite: {exc}") from None
+
+    def with_overrides(self, **changes: Any) -> BenchSpec:
+        """A copy with the given fields replaced (``None`` values are ignored)."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def load_suite(path: str | Path) -> BenchSpec:
+    """Read a suite JSON file (see the module docstring) into a :class:`BenchSpec`."""
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise InvalidInput(f"cannot read suite {p}: {exc.strerror or exc}") from None
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"suite {p} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    if not isinstance(data, dict):
+        raise InvalidInput(f"suite {p} must be a JSON object")
+    data.setdefault("name", p.stem)
+    return BenchSpec.from_dict(data)

@@ -1,0 +1,422 @@
+"""Run a :class:`~deploykit.bench.spec.BenchSpec`: every model × batch × precision × backend, one cell at a time.
+
+Per model the weights are built once on the CPU from ``spec.seed``; per batch one input is drawn (seeded) and
+the reference output computed by eager fp32 on the bench device with TF32 off. Per cell:
+
+1. the backend factory makes a runner (export / engine build from the cache when possible) and it is
+   activated -- ``prepare_s``;
+2. the input is staged once (device, dtype, layout, static buffer) -- outside timing, like host↔device
+   transfers (``transfers_included`` is false);
+3. the first call is timed on its own (``first_call_ms``: lazy init, algorithm search, ``torch.compile``);
+4. the output of the next call is compared with the reference (``max_abs_err``, ``max_rel_err``, ``correct``);
+5. warm-up until stable, then ``repeats`` × ``iterations`` timed calls (:mod:`deploykit.bench.timing`);
+6. peak GPU memory is read (the torch allocator's peak for runners that allocate only through torch, else
+   the growth of device memory in use, which sees ONNX Runtime's and TensorRT's own allocations), the runner
+   released, the allocator emptied.
+
+A missing backend is a *skipped* cell, an out-of-memory an *oom* cell, any other failure an *error* cell; the
+sweep goes on. ``speedup_vs_eager`` is filled in at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from deploykit._env import device_name, environment
+from deploykit.backends.base import Runner
+from deploykit.backends.torch_backends import default_compile_mode, first_tensor
+from deploykit.bench.backends import FACTORIES, CellContext, Factory
+from deploykit.bench.cache import BenchCache
+from deploykit.bench.results import BenchResult, CellResult, add_speedups
+from deploykit.bench.spec import BenchSpec
+from deploykit.bench.timing import CudaEventTimer, HostTimer, Timer, time_cell, time_first_call
+from deploykit.errors import BackendUnavailable, DeploykitError, InvalidInput
+from deploykit.models import create_model
+
+#: Output tolerance: ``max|out - ref| / max|ref|`` against eager fp32 (TF32 off). fp32 on CUDA allows for
+#: TF32 convolutions (cuDNN's default) and TF32 in ONNX Runtime / TensorRT.
+_TOLERANCE = {("cpu", "fp32"): 1e-4, ("cuda", "fp32"): 1e-2, ("*", "fp16"): 3e-2, ("*", "bf16"): 1e-1}
+
+
+def output_tolerance(precision: str, device_type: str) -> float:
+    """The ``max_rel_err`` a backend may have at ``precision`` on ``device_type`` and still be correct."""
+    return _TOLERANCE.get((device_type, precision), _TOLERANCE.get(("*", precision), 1e-2))
+
+
+@dataclass(frozen=True)
+class CellEvent:
+    """Progress report: ``cell`` is ``None`` when the cell starts and the result when it is done."""
+
+    index: int
+    total: int
+    model: str
+    backend: str
+    precision: str
+    batch: int
+    cell: CellResult | None = None
+
+
+ProgressFn = Callable[[CellEvent], None]
+
+
+def resolve_device(device: str) -> torch.device:
+    """``"cpu"``/``"cuda"``/``"cuda:N"`` -> ``torch.device``; raises :class:`BackendUnavailable` without CUDA."""
+    from deploykit.bench.spec import device_type
+
+    if device_type(device) == "cuda":
+        if not torch.cuda.is_available():
+            raise BackendUnavailable("--device cuda: no CUDA device is available here (use --device cpu)")
+        dev = torch.device(device)
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise InvalidInput(f"{device}: only {torch.cuda.device_count()} CUDA device(s) here")
+        return torch.device("cuda", dev.index if dev.index is not None else torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def is_oom(exc: BaseException) -> bool:
+    """Whether ``exc`` is an out-of-memory failure (torch, cuDNN, ONNX Runtime or TensorRT wording)."""
+    oom_type = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+    if isinstance(exc, oom_type):
+        return True
+    text = str(exc).lower()
+    return any(s in text for s in ("out of memory", "failed to allocate memory", "cudnn_status_alloc_failed"))
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else ""
+    if isinstance(exc, DeploykitError):
+        return first or type(exc).__name__
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+@contextlib.contextmanager
+def _sweep_settings(device: torch.device, threads: int | None) -> Iterator[dict[str, Any]]:
+    """The measurement regime, set for the sweep and restored afterwards: torch's CPU threads (when given) and,
+    on CUDA, cuDNN autotuning on (every backend's warm-up pays its algorithm search)."""
+    regime: dict[str, Any] = {
+        "device_type": device.type,
+        "transfers_included": False,
+        "input_staged_once": True,
+    }
+    old_threads = torch.get_num_threads()
+    old_benchmark = torch.backends.cudnn.benchmark
+    try:
+        if threads is not None:
+            torch.set_num_threads(threads)
+        regime["cpu_threads"] = torch.get_num_threads()
+        regime["ort_threads"] = threads if threads is not None and device.type == "cpu" else "default"
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+            regime.update(
+                {
+                    "cudnn_benchmark": True,
+                    "cudnn_allow_tf32": bool(torch.backends.cudnn.allow_tf32),
+                    "matmul_allow_tf32": bool(torch.backends.cuda.matmul.allow_tf32),
+                }
+            )
+        yield regime
+    finally:
+        torch.set_num_threads(old_threads)
+        torch.backends.cudnn.benchmark = old_benchmark
+
+
+def _make_input(shape: tuple[int, ...], seed: int) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(shape, generator=gen, dtype=torch.float32)
+
+
+def _reference(module: torch.nn.Module, x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Eager fp32 output with TF32 off, on ``device`` (on the CPU if the device runs out of memory)."""
+
+    def run(dev: torch.device) -> torch.Tensor:
+        m = module.to(dev)
+        try:
+            with torch.inference_mode():
+                return first_tensor(m(x.to(dev))).float().cpu().clone()
+        finally:
+            module.to("cpu")
+
+    if device.type != "cuda":
+        return run(device)
+    old = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        return run(device)
+    except Exception as exc:
+        if not is_oom(exc):
+            raise
+        _free(device)
+        return run(torch.device("cpu"))
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = old
+        _free(device)
+
+
+def compare_outputs(out: torch.Tensor, ref: torch.Tensor, tolerance: float) -> dict[str, Any]:
+    """``max_abs_err``, ``max_rel_err`` (= max abs error / max |ref|), ``correct`` and top-1 agreement.
+
+    The rule is :func:`deploykit.export.validate.compare_outputs` with ``rtol=tolerance``; a shape mismatch
+    marks the cell wrong instead of raising, so the sweep goes on.
+    """
+    from deploykit.errors import ValidationError
+    from deploykit.export.validate import Tolerance
+    from deploykit.export.validate import compare_outputs as compare
+
+    try:
+        rec = compare(out, ref, Tolerance(atol=0.0, rtol=tolerance))
+    except ValidationError:
+        return {
+            "max_abs_err": None,
+            "max_rel_err": None,
+            "correct": False,
+            "top1_agreement": None,
+            "mismatch": f"output shape {tuple(out.shape)} != eager {tuple(ref.shape)}",
+        }
+    return {
+        "max_abs_err": rec["max_abs_error"],
+        "max_rel_err": rec["max_rel_error"],
+        "correct": rec["passed"],
+        "top1_agreement": rec["top1_agreement"],
+    }
+
+
+def _free(device: torch.device) -> None:
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.empty_cache()
+
+
+def _device_used(device: torch.device) -> int:
+    free, total = torch.cuda.mem_get_info(device)
+    return int(total - free)
+
+
+def timer_for(runner: Runner) -> tuple[Timer, Callable[[], object] | None]:
+    """The timer for ``runner`` and the device synchronization for one-off wall-clock timings.
+
+    CPU: host clock. CUDA: events on torch's current stream for runners whose work is ordered on it
+    (``enqueues_on_current_stream``: the torch runners, TensorRT), else on the runner's own ``stream``;
+    otherwise (a library on a stream torch cannot see) the host clock with the device synchronized around
+    every call.
+    """
+    dev = runner.device
+    if dev.type != "cuda":
+        return HostTimer(), None
+
+    def sync() -> None:
+        torch.cuda.synchronize(dev)
+
+    if getattr(runner, "enqueues_on_current_stream", False):
+        return CudaEventTimer(torch.cuda.current_stream(dev)), sync
+    stream = getattr(runner, "stream", None)
+    if isinstance(stream, torch.cuda.Stream):
+        return CudaEventTimer(stream), sync
+    return HostTimer(sync=sync), sync
+
+
+def run_cell(
+    ctx: CellContext, backend: str, factory: Factory, x32: torch.Tensor, ref: torch.Tensor, spec: BenchSpec
+) -> CellResult:
+    """Measure one cell (see the module docstring); never raises except on ``KeyboardInterrupt``."""
+    base: dict[str, Any] = {
+        "model": ctx.model_name,
+        "backend": backend,
+        "precision": ctx.precision,
+        "batch": ctx.batch,
+    }
+    device = ctx.device
+    cuda = device.type == "cuda"
+    _free(device)
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(device)
+        used0 = _device_used(device)
+    runner: Runner | None = None
+    try:
+        t0 = time.perf_counter()
+        prepared = factory(ctx)
+        runner = prepared.runner
+        runner.activate()
+        if cuda:
+            torch.cuda.synchronize(device)
+        prepare_s = time.perf_counter() - t0
+
+        x = x32.to(device=device, dtype=prepared.input_dtype)
+        stage = getattr(runner, "prepare_input", None)
+        if callable(stage):
+            x = stage(x)
+        if cuda:
+            torch.cuda.synchronize(device)
+        timer, sync = timer_for(runner)
+        r = runner
+
+        def call() -> object:
+            return r.infer(x)
+
+        first_ms = time_first_call(call, sync=sync)
+        out = first_tensor(runner.infer(x)).detach().float().cpu().clone()
+        tol = output_tolerance(ctx.precision, device.type)
+        acc = compare_outputs(out, ref, tol)
+        del out
+        stats, warm = time_cell(call, timer, spec.timing)
+
+        peak: int | None = None
+        method: str | None = None
+        if cuda:
+            torch.cuda.synchronize(device)
+            if getattr(runner, "allocates_through_torch", False):
+                peak, method = int(torch.cuda.max_memory_allocated(device)), "torch-allocator-peak"
+            else:
+                peak, method = max(0, _device_used(device) - used0), "device-used-growth"
+        info = {**prepared.info, **runner.info}
+        if "mismatch" in acc:
+            info["mismatch"] = acc["mismatch"]
+        return CellResult(
+            **base,
+            status="ok",
+            timing=stats,
+            warmup=warm,
+            timer=timer.method,
+            first_call_ms=first_ms,
+            prepare_s=prepare_s,
+            cache_hit=_cache_hit(prepared.cache_hit, info),
+            peak_mem_bytes=peak,
+            peak_mem_method=method,
+            max_abs_err=acc["max_abs_err"],
+            max_rel_err=acc["max_rel_err"],
+            tolerance=tol,
+            correct=acc["correct"],
+            top1_agreement=acc["top1_agreement"],
+            cuda_graphs=bool(info.get("cuda_graphs", False)),
+            transfers_included=False,
+            info=_jsonable(info),
+        )
+    except (BackendUnavailable, ImportError) as exc:
+        return CellResult(**base, status="skipped", reason=_one_line(exc))
+    except Exception as exc:
+        status = "oom" if is_oom(exc) else "error"
+        return CellResult(**base, status=status, reason=_one_line(exc))
+    finally:
+        if runner is not None:
+            with contextlib.suppress(Exception):
+                runner.deactivate()
+        runner = None
+        _free(device)
+
+
+def _cache_hit(prepared_hit: bool | None, info: dict[str, Any]) -> bool | None:
+    if prepared_hit is not None:
+        return prepared_hit
+    if "fxgraph_cache_hits" in info:
+        return bool(info["fxgraph_cache_hits"])
+    return None
+
+
+def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if v is None or isinstance(v, (bool, int, float, str)):
+            out[k] = v
+        elif isinstance(v, (list, tuple)):
+            out[k] = [x if isinstance(x, (bool, int, float, str)) or x is None else str(x) for x in v]
+        elif isinstance(v, dict):
+            out[k] = _jsonable(v)
+        else:
+            out[k] = str(v)
+    return out
+
+
+def run_bench(
+    spec: BenchSpec,
+    *,
+    progress: ProgressFn | None = None,
+    factories: dict[str, Factory] | None = None,
+    checkpoint: str | Path | None = None,
+) -> BenchResult:
+    """Run every cell of ``spec`` and return the :class:`BenchResult` (not saved; see :meth:`BenchResult.save`).
+
+    ``progress`` is called when each cell starts and ends. ``factories`` replaces or adds backend factories by
+    name (tests use it to stand in for hardware this machine lacks). With ``checkpoint`` the result so far is
+    written there (atomically) after every cell, so a sweep cut short by a time limit keeps what it measured.
+
+    >>> from deploykit.bench import BenchSpec, TimingOptions, run_bench
+    >>> result = run_bench(BenchSpec(models=("lenet",), backends=("eager",),
+    ...                              timing=TimingOptions(iterations=5, repeats=3)))   # doctest: +SKIP
+    >>> result.cells[0].median_ms                                                       # doctest: +SKIP
+    0.21
+    """
+    device = resolve_device(spec.device)
+    table = {**FACTORIES, **(factories or {})}
+    cache = BenchCache.at(spec.cache_dir)
+    # Validate every model before the first (possibly long) cell runs.
+    specs = {name: create_model(name, device="meta", **spec.overrides)[1] for name in spec.models}
+    env = environment(str(device))
+    compile_mode = spec.compile_mode or default_compile_mode(device)
+    total = spec.n_cells
+    cells: list[CellResult] = []
+
+    def finish(done: list[CellResult], regime: dict[str, Any]) -> BenchResult:
+        return BenchResult(
+            cells=tuple(add_speedups(done)),
+            device=device_name(env),
+            environment=env,
+            regime={**regime, "compile_mode": compile_mode, "reference": "eager fp32, TF32 off, same input"},
+            spec=spec.to_dict(),
+            created_utc=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        )
+
+    index = 0
+    with _sweep_settings(device, spec.threads) as regime:
+        for model_name in spec.models:
+            torch.manual_seed(spec.seed)
+            module, mspec = create_model(model_name, device="cpu", **spec.overrides)
+            for batch in spec.batches:
+                x32 = _make_input(specs[model_name].batch_shape(batch), spec.seed + batch)
+                ref = _reference(module, x32, device)
+                for precision in spec.precisions:
+                    ctx = CellContext(
+                        model_name=model_name,
+                        spec=mspec,
+                        module=module,
+                        precision=precision,
+                        batch=batch,
+                        device=device,
+                        cache=cache,
+                        seed=spec.seed,
+                        compile_mode=compile_mode,
+                        overrides=dict(spec.overrides),
+                        threads=spec.threads,
+                    )
+                    for backend in spec.backends:
+                        index += 1
+                        if progress:
+                            progress(CellEvent(index, total, model_name, backend, precision, batch))
+                        if backend not in table:
+                            cell = CellResult(
+                                model_name,
+                                backend,
+                                precision,
+                                batch,
+                                status="skipped",
+                                reason=f"no backend named {backend!r}",
+                            )
+                        else:
+                            cell = run_cell(ctx, backend, table[backend], x32, ref, spec)
+                        cells.append(cell)
+                        if checkpoint is not None:
+                            finish(cells, regime).save(checkpoint)
+                        if progress:
+                            progress(CellEvent(index, total, model_name, backend, precision, batch, cell))
+            del module
+            _free(device)
+    return finish(cells, regime)

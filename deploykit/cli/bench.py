@@ -1,0 +1,302 @@
+"""``deploykit bench`` (a sweep of models × backends × precisions × batches) and ``deploykit bench-summary``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from deploykit.cli._common import console, err_console, handle_errors, split_list
+
+HELP = """Benchmark models across backends, precisions and batch sizes; print a table and save a JSON file.
+
+Backends: [bold]eager[/], [bold]channels-last[/] (eager, NHWC), [bold]cuda-graph[/] (eager captured and
+replayed), [bold]compile[/] (torch.compile; --compile-mode, default max-autotune on CUDA, default on CPU),
+[bold]ort[/] (ONNX Runtime, CPU or CUDA with io-binding), [bold]trt[/] (TensorRT, CUDA graphs on). A backend
+that cannot run here is skipped with a one-line reason; an out-of-memory cell is reported and the sweep
+goes on.
+
+[bold]Timing[/]: CUDA events on the stream doing the work (graph replay included) on the GPU,
+perf_counter_ns on the CPU (ONNX Runtime on CUDA computes on a torch stream it is given, TensorRT
+orders its stream after the caller's: both are event-timed; a backend on a stream torch cannot see would
+be timed by the host clock with the device synchronized around each call). Warm-up until two window medians agree within 5%; then R repeats
+of n samples (raw samples kept). Latency = median of the repeat medians; noise = IQR/median across
+repeats (noisy > 10%, unusable > 25%). The input is staged on the device once, in the layout the backend
+wants: host-device transfers are not included. The first call (compile, algorithm search) and the
+export / build time are reported separately ('setup s'); a second run reuses the cached ONNX files,
+engines and Inductor cache (--cache-dir, default ~/.cache/deploykit).
+
+[bold]Correctness[/]: every cell's output is compared with eager fp32 (TF32 off) on the same input;
+rel err = max|out - ref| / max|ref|; beyond the precision's tolerance the cell is marked WRONG and never
+counted as fastest.
+
+Defaults: on CUDA all backends, fp32,fp16, batches 1,64; on the CPU eager,ort, fp32, batch 1.
+Exit code 1 when a cell ends in an error or a wrong output (skipped and OOM cells do not fail).
+"""
+
+SUMMARY_HELP = """Write a markdown summary (environment, fastest correct configuration per model / precision /
+batch, all cells) and a latency plot PNG for a results JSON written by `deploykit bench`."""
+
+
+MERGE_HELP = """Merge results JSON files measured in parts on the same device (same GPU, driver and regime) into one;
+a cell present in several files is taken from the last."""
+
+
+def register(app: typer.Typer) -> None:
+    app.command("bench", help=HELP)(bench)
+    app.command("bench-summary", help=SUMMARY_HELP)(bench_summary)
+    app.command("bench-merge", help=MERGE_HELP)(bench_merge)
+
+
+def _progress_reporter() -> tuple[Any, Any]:
+    """A rich progress bar on a terminal, one line per finished cell otherwise (CI logs)."""
+    from deploykit.report.bench import fmt_ms
+
+    if err_console.is_terminal:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err_console,
+            transient=True,
+        )
+        task = progress.add_task("bench", total=None)
+
+        def report(ev: Any) -> None:
+            progress.update(
+                task, total=ev.total, description=f"{ev.model} {ev.backend} {ev.precision} b{ev.batch}"
+            )
+            if ev.cell is not None:
+                progress.advance(task)
+
+        return progress, report
+
+    def report_plain(ev: Any) -> None:
+        if ev.cell is None:
+            return
+        c = ev.cell
+        what = f"{fmt_ms(c.median_ms)} ms" if c.ok else f"{c.status}: {c.reason}"
+        err_console.print(
+            f"[{ev.index}/{ev.total}] {ev.model} {ev.backend} {ev.precision} b{ev.batch}: {what}",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+    return None, report_plain
+
+
+def _device_label(device: str) -> str:
+    """The device name the results file is named after (the GPU name, or ``cpu:<model>``), before running."""
+    from deploykit._env import device_name, environment
+    from deploykit.bench.spec import device_type
+
+    if device_type(device) == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            return "cuda"  # run_bench refuses with a clear message
+    return device_name(environment(device))
+
+
+@handle_errors
+def bench(
+    models: Annotated[
+        list[str] | None, typer.Argument(help="Registered model names or pkg.module:Attr import paths.")
+    ] = None,
+    suite: Annotated[
+        Path | None,
+        typer.Option(help="Suite JSON (benchmarks/suites/*.json); options given here override it."),
+    ] = None,
+    backend: Annotated[
+        str | None,
+        typer.Option("--backend", help="Comma list: eager,channels-last,cuda-graph,compile,ort,trt."),
+    ] = None,
+    precision: Annotated[str | None, typer.Option("--precision", help="Comma list: fp32,fp16,bf16.")] = None,
+    batch: Annotated[
+        str | None, typer.Option("--batch", help="Comma list of batch sizes, e.g. 1,8,64,256.")
+    ] = None,
+    device: Annotated[
+        str | None, typer.Option(help="cpu | cuda | cuda:N (default: cuda when available).")
+    ] = None,
+    iterations: Annotated[
+        int | None, typer.Option(help="Samples per repeat (at most; --cell-seconds caps it).")
+    ] = None,
+    repeats: Annotated[
+        int | None, typer.Option(help="Repeats per cell (>= 5 for regression checks).")
+    ] = None,
+    warmup: Annotated[
+        int | None, typer.Option(help="Minimum warm-up calls before the stability check.")
+    ] = None,
+    warmup_seconds: Annotated[float | None, typer.Option(help="Longest warm-up per cell, seconds.")] = None,
+    cell_seconds: Annotated[
+        float | None, typer.Option(help="Time budget for the timed part of a cell, seconds.")
+    ] = None,
+    compile_mode: Annotated[
+        str | None,
+        typer.Option(
+            help="torch.compile mode: default, reduce-overhead, max-autotune, max-autotune-no-cudagraphs."
+        ),
+    ] = None,
+    image_size: Annotated[int | None, typer.Option(help="Spatial size override for every model.")] = None,
+    num_classes: Annotated[int | None, typer.Option(help="Number of classes override.")] = None,
+    in_channels: Annotated[int | None, typer.Option(help="Input channels override.")] = None,
+    input_shape: Annotated[
+        str | None, typer.Option(help="Per-sample input shape (needed for import-path models).")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed for weights and inputs (default 0).")] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option(help="CPU threads for torch and ONNX Runtime (default: theirs; 1 on a busy machine)."),
+    ] = None,
+    cache_dir: Annotated[
+        Path | None,
+        typer.Option(help="Cache for ONNX files, engines, Inductor (default ~/.cache/deploykit)."),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output", "-o", help="Results JSON (default benchmarks/results/<name>-<device>-<time>.json)."
+        ),
+    ] = None,
+    no_save: Annotated[bool, typer.Option("--no-save", help="Do not write the JSON file.")] = False,
+    summary: Annotated[
+        Path | None, typer.Option(help="Also write a markdown summary + latency plot into this folder.")
+    ] = None,
+) -> None:
+    import dataclasses
+    from datetime import datetime, timezone
+
+    import torch
+
+    from deploykit.bench.cache import slug
+    from deploykit.bench.spec import DEFAULTS, BenchSpec, device_type, load_suite
+    from deploykit.bench.sweep import run_bench
+    from deploykit.bench.timing import TimingOptions
+    from deploykit.errors import InvalidInput
+    from deploykit.report.bench import bench_table, summary_lines, write_markdown_summary
+
+    base = load_suite(suite) if suite is not None else None
+    dev = device or (base.device if base else ("cuda" if torch.cuda.is_available() else "cpu"))
+    defaults = DEFAULTS[device_type(dev)]
+    try:
+        batches = tuple(int(b) for b in split_list(batch)) if batch else None
+    except ValueError:
+        raise InvalidInput(f"bad --batch {batch!r}: expected integers like 1,8,64") from None
+    timing_changes: dict[str, Any] = {
+        "iterations": iterations,
+        "repeats": repeats,
+        "warmup_iters": warmup,
+        "warmup_seconds": warmup_seconds,
+        "cell_seconds": cell_seconds,
+    }
+    timing_base = base.timing if base else TimingOptions()
+    timing = dataclasses.replace(timing_base, **{k: v for k, v in timing_changes.items() if v is not None})
+    fields: dict[str, Any] = {
+        "models": tuple(models) if models else (base.models if base else None),
+        "backends": tuple(split_list(backend))
+        if backend
+        else (base.backends if base else defaults["backends"]),
+        "precisions": tuple(split_list(precision))
+        if precision
+        else (base.precisions if base else defaults["precisions"]),
+        "batches": batches or (base.batches if base else defaults["batches"]),
+        "device": dev,
+        "timing": timing,
+        "compile_mode": compile_mode or (base.compile_mode if base else None),
+        "num_classes": num_classes if num_classes is not None else (base.num_classes if base else None),
+        "in_channels": in_channels if in_channels is not None else (base.in_channels if base else None),
+        "image_size": image_size if image_size is not None else (base.image_size if base else None),
+        "input_shape": input_shape or (base.input_shape if base else None),
+        "seed": seed if seed is not None else (base.seed if base else 0),
+        "threads": threads if threads is not None else (base.threads if base else None),
+        "cache_dir": str(cache_dir) if cache_dir else (base.cache_dir if base else None),
+        "name": base.name if base else None,
+    }
+    if not fields["models"]:
+        raise InvalidInput("give at least one MODEL (or --suite FILE)")
+    spec = BenchSpec(**fields)
+
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    path = None
+    if not no_save:
+        path = (
+            output
+            or Path("benchmarks")
+            / "results"
+            / f"{slug(spec.name or 'bench')}-{slug(_device_label(dev))}-{stamp}.json"
+        )
+    progress, report = _progress_reporter()
+    # The file is rewritten after every cell: a sweep cut short (time limit, Ctrl-C) keeps what it measured.
+    if progress is not None:
+        with progress:
+            result = run_bench(spec, progress=report, checkpoint=path)
+    else:
+        result = run_bench(spec, progress=report, checkpoint=path)
+
+    console.print(bench_table(result))
+    for line in summary_lines(result):
+        console.print(line, highlight=False, soft_wrap=True)
+    if path is not None:
+        result.save(path)
+        console.print(f"wrote {path}", highlight=False, soft_wrap=True)
+    if summary is not None:
+        written = write_markdown_summary(result, summary, name=output.stem if output else "bench-summary")
+        console.print(
+            f"wrote {written['markdown']}" + (f" and {written['plot']}" if written["plot"] else ""),
+            highlight=False,
+            soft_wrap=True,
+        )
+    bad = [c for c in result.cells if c.status == "error" or c.correct is False]
+    if bad:
+        err_console.print(
+            f"[bold red]{len(bad)} cell(s) failed or gave wrong outputs:[/] "
+            + ", ".join(f"{c.model}/{c.backend}/{c.precision}/b{c.batch}" for c in bad),
+            highlight=False,
+        )
+        raise typer.Exit(1)
+
+
+@handle_errors
+def bench_summary(
+    results: Annotated[Path, typer.Argument(help="Results JSON written by deploykit bench.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for the markdown and PNG.")] = Path("reports"),
+    name: Annotated[
+        str | None, typer.Option(help="File name stem (default: the results file's stem).")
+    ] = None,
+    title: Annotated[str | None, typer.Option(help="Heading of the markdown document.")] = None,
+    plot: Annotated[
+        bool, typer.Option("--plot/--no-plot", help="Draw the latency plot (matplotlib).")
+    ] = True,
+) -> None:
+    from deploykit.bench.results import load_results
+    from deploykit.report.bench import write_markdown_summary
+
+    result = load_results(results)
+    written = write_markdown_summary(result, out, name=name or results.stem, plot=plot, title=title)
+    console.print(
+        f"wrote {written['markdown']}" + (f" and {written['plot']}" if written["plot"] else ""),
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+@handle_errors
+def bench_merge(
+    results: Annotated[
+        list[Path], typer.Argument(help="Results JSON files, in order (later cells replace earlier).")
+    ],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Merged results JSON.")],
+) -> None:
+    from deploykit.bench.results import load_results, merge_results
+
+    merged = merge_results([load_results(p) for p in results])
+    merged.save(output)
+    console.print(
+        f"wrote {output} ({len(merged.cells)} cells from {len(results)} files)",
+        highlight=False,
+        soft_wrap=True,
+    )

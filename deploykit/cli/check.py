@@ -1,0 +1,77 @@
+"""``deploykit check``: compare a benchmark result with a baseline; exit 1 on a regression."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from deploykit.cli._common import console, err_console, handle_errors
+
+HELP = """Compare CURRENT (a `deploykit bench` JSON) with --baseline, cell by cell; exit 1 on any regression.
+
+Cells are matched by (model, backend, precision, batch). Both files must come from the same device (GPU
+name or CPU model), NVIDIA driver, measurement regime (CPU threads on the CPU) and schema version and
+share at least one cell, else exit 2. Library version
+changes (torch, ONNX Runtime, TensorRT, CUDA, cuDNN) are allowed and listed.
+
+[bold]The rule[/] (noise-aware): latency = median of the repeat medians, noise = IQR/median across repeats,
+both as recorded. change = current/baseline - 1; threshold = max(tolerance, 2 x (noise_current +
+noise_baseline)). Regression when change > threshold, improvement when change < -threshold. A cell with
+noise above 25% is marked unreliable (its threshold is already wide). A cell that was correct and now
+gives a wrong output, or that ran and now errors / runs out of memory, is a regression too. Cells missing
+from either file are listed and do not fail.
+
+Exit codes: 0 pass, 1 regression, 2 unusable input (corrupt JSON, schema / device / driver / regime
+mismatch, no cell in common).
+"""
+
+
+def register(app: typer.Typer) -> None:
+    app.command("check", help=HELP)(check)
+
+
+@handle_errors
+def check(
+    current: Annotated[Path, typer.Argument(help="Results JSON of the run to check.")],
+    baseline: Annotated[Path, typer.Option("--baseline", help="Baseline results JSON (same device).")],
+    tolerance: Annotated[
+        str, typer.Option(help="Allowed slowdown before noise: 10% (default), 0.1 or 10.")
+    ] = "10%",
+    markdown: Annotated[
+        Path | None, typer.Option(help="Also write the comparison as markdown to this file.")
+    ] = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Also write the comparison as JSON to this file.")
+    ] = None,
+    changes_only: Annotated[
+        bool, typer.Option("--changes-only", help="Hide unchanged cells in the table.")
+    ] = False,
+) -> None:
+    from deploykit._io import atomic_write_json, atomic_write_text
+    from deploykit.bench.results import load_results
+    from deploykit.report.check import (
+        check_markdown,
+        check_summary,
+        check_table,
+        compare_results,
+        parse_tolerance,
+    )
+
+    tol = parse_tolerance(tolerance)
+    cur = load_results(current)
+    base = load_results(baseline)
+    report = compare_results(cur, base, tolerance=tol)
+    for w in report.warnings:
+        err_console.print(f"[yellow]note:[/] version change {w}", highlight=False, soft_wrap=True)
+    console.print(check_table(report, show_unchanged=not changes_only))
+    if markdown is not None:
+        atomic_write_text(markdown, check_markdown(report))
+    if json_out is not None:
+        atomic_write_json(json_out, report.to_dict())
+    line = check_summary(report)
+    if report.failed:
+        err_console.print(f"[bold red]{line}[/]", highlight=False, soft_wrap=True)
+        raise typer.Exit(report.exit_code)
+    console.print(f"[bold green]{line}[/]", highlight=False, soft_wrap=True)

@@ -1,0 +1,310 @@
+"""Render benchmark results: a rich table, a markdown summary with a latency plot, the fastest correct cells.
+
+Numbers are rounded here and only here: latencies in ms with three significant digits, throughput in
+samples/s, memory in MB (10^6 bytes), errors as ``max|out - ref| / max|ref|``. matplotlib is imported only
+when a plot is drawn.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+from rich.text import Text
+
+from deploykit._io import atomic_path, atomic_write_text
+from deploykit.bench.results import BenchResult, CellResult
+from deploykit.bench.spec import BACKENDS
+
+
+def fmt_ms(v: float | None) -> str:
+    """Milliseconds with three significant digits: ``0.48731`` -> ``"0.487"``, ``17.26`` -> ``"17.3"``."""
+    if v is None or not math.isfinite(v):
+        return "-"
+    if v >= 100:
+        return f"{v:.0f}"
+    if v >= 10:
+        return f"{v:.1f}"
+    if v >= 1:
+        return f"{v:.2f}"
+    return f"{v:.3g}" if v >= 0.001 else f"{v:.2e}"
+
+
+def fmt_pct(v: float | None) -> str:
+    return "-" if v is None or not math.isfinite(v) else f"{v * 100:.1f}%"
+
+
+def fmt_mb(n: int | None) -> str:
+    return "-" if n is None else f"{n / 1e6:.1f}"
+
+
+def fmt_err(v: float | None) -> str:
+    return "-" if v is None else ("inf" if not math.isfinite(v) else f"{v:.1e}")
+
+
+def fmt_speedup(v: float | None) -> str:
+    return "-" if v is None else f"{v:.2f}x"
+
+
+def fmt_rate(v: float | None) -> str:
+    if v is None:
+        return "-"
+    return f"{v / 1e3:.1f}k" if v >= 1e4 else f"{v:.0f}"
+
+
+def cell_flags(cell: CellResult) -> list[str]:
+    """Short notes on a cell: status reason, ``WRONG`` output, noisy / unusable timing, unstable warm-up,
+    artifacts reused from the cache, CUDA-graph replay."""
+    if cell.status != "ok":
+        return [f"{cell.status}: {cell.reason or ''}".strip()]
+    out = []
+    if cell.correct is False:
+        out.append("WRONG output")
+    if cell.timing is not None:
+        if cell.timing.unusable:
+            out.append("unusable (noise > 25%)")
+        elif cell.timing.noisy:
+            out.append("noisy (noise > 10%)")
+    if cell.warmup is not None and not cell.warmup.stable:
+        out.append("warm-up not stable")
+    if cell.cache_hit:
+        out.append("setup from cache")
+    if cell.cuda_graphs:
+        out.append("CUDA graph")
+    return out
+
+
+def fastest_correct(result: BenchResult) -> dict[tuple[str, str, int], CellResult]:
+    """The fastest cell with a correct output per ``(model, precision, batch)``."""
+    best: dict[tuple[str, str, int], CellResult] = {}
+    for c in result.cells:
+        if not c.ok or c.correct is False or c.median_ms is None:
+            continue
+        k = (c.model, c.precision, c.batch)
+        if k not in best or c.median_ms < (best[k].median_ms or math.inf):
+            best[k] = c
+    return best
+
+
+def _sorted(cells: Iterable[CellResult]) -> list[CellResult]:
+    order = {b: i for i, b in enumerate(BACKENDS)}
+    return sorted(cells, key=lambda c: (c.model, c.batch, c.precision, order.get(c.backend, 99), c.backend))
+
+
+def bench_table(result: BenchResult, *, title: str | None = None) -> Table:
+    """All cells as a rich table, fastest correct cell per (model, precision, batch) starred."""
+    best = {id(c) for c in fastest_correct(result).values()}
+    table = Table(
+        title=title or f"deploykit bench on {result.device}", title_justify="left", header_style="bold"
+    )
+    for name, justify in (
+        ("model", "left"),
+        ("batch", "right"),
+        ("prec", "left"),
+        ("backend", "left"),
+        ("median ms", "right"),
+        ("p90", "right"),
+        ("p99", "right"),
+        ("noise", "right"),
+        ("samples/s", "right"),
+        ("vs eager", "right"),
+        ("setup s", "right"),
+        ("peak MB", "right"),
+        ("rel err", "right"),
+        ("notes", "left"),
+    ):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for c in _sorted(result.cells):
+        t = c.timing
+        notes = cell_flags(c)
+        style = ""
+        if c.status in ("error", "oom") or c.correct is False:
+            style = "red"
+        elif c.status == "skipped":
+            style = "dim"
+        elif t is not None and t.noisy:
+            style = "yellow"
+        label = Text(c.backend + (" ★" if id(c) in best else ""), style="bold green" if id(c) in best else "")
+        table.add_row(
+            c.model,
+            str(c.batch),
+            c.precision,
+            label,
+            fmt_ms(t.median_ms if t else None),
+            fmt_ms(t.p90_ms if t else None),
+            fmt_ms(t.p99_ms if t else None),
+            fmt_pct(t.noise if t else None),
+            fmt_rate(c.throughput_sps),
+            fmt_speedup(c.speedup_vs_eager),
+            "-" if c.setup_s is None else f"{c.setup_s:.2f}",
+            fmt_mb(c.peak_mem_bytes),
+            fmt_err(c.max_rel_err),
+            Text("; ".join(notes), style=style),
+        )
+    return table
+
+
+def summary_lines(result: BenchResult) -> list[str]:
+    """One line per (model, precision, batch): the fastest correct backend and its speedup over eager."""
+    lines = []
+    for (model, prec, batch), c in sorted(fastest_correct(result).items()):
+        lines.append(
+            f"{model} {prec} b{batch}: fastest correct = {c.backend} {fmt_ms(c.median_ms)} ms "
+            f"({fmt_speedup(c.speedup_vs_eager)} vs eager)"
+        )
+    return lines
+
+
+def _env_lines(result: BenchResult) -> list[str]:
+    env = result.environment
+    gpu = env.get("gpu") or {}
+    smi = gpu.get("nvidia_smi") or {}
+    parts = [
+        f"device: **{result.device}**",
+        f"torch {env.get('torch')}",
+        f"onnxruntime {env.get('onnxruntime')}" + (" (gpu)" if env.get("onnxruntime_gpu") else ""),
+        f"TensorRT {env.get('tensorrt') or 'not installed'}",
+        f"python {env.get('python')}",
+    ]
+    if gpu:
+        parts += [f"CUDA {gpu.get('cuda_runtime')}", f"cuDNN {gpu.get('cudnn')}"]
+        if smi:
+            parts.append(
+                f"driver {smi.get('driver_version')}, SM clock {smi.get('clocks.sm')} (max {smi.get('clocks.max.sm')}), "
+                f"power limit {smi.get('power.limit')}, {smi.get('temperature.gpu')} C"
+            )
+    else:
+        parts.append(f"CPU: {env.get('cpu')} ({env.get('cpu_count')} logical cores)")
+    return parts
+
+
+def markdown_table(result: BenchResult) -> str:
+    """The detailed per-cell table in GitHub markdown."""
+    best = {id(c) for c in fastest_correct(result).values()}
+    head = (
+        "| model | batch | prec | backend | median ms | p90 ms | p99 ms | noise | samples/s | vs eager | setup s | "
+        "peak MB | rel err | notes |"
+    )
+    rows = [head, "|" + "---|" * 14]
+    for c in _sorted(result.cells):
+        t = c.timing
+        backend = f"**{c.backend}** ★" if id(c) in best else c.backend
+        notes = "; ".join(cell_flags(c)).replace("|", "/")
+        rows.append(
+            f"| {c.model} | {c.batch} | {c.precision} | {backend} | {fmt_ms(t.median_ms if t else None)} | "
+            f"{fmt_ms(t.p90_ms if t else None)} | {fmt_ms(t.p99_ms if t else None)} | {fmt_pct(t.noise if t else None)} | "
+            f"{fmt_rate(c.throughput_sps)} | {fmt_speedup(c.speedup_vs_eager)} | "
+            f"{'-' if c.setup_s is None else f'{c.setup_s:.2f}'} | {fmt_mb(c.peak_mem_bytes)} | "
+            f"{fmt_err(c.max_rel_err)} | {notes} |"
+        )
+    return "\n".join(rows)
+
+
+def markdown_summary(result: BenchResult, *, plot_name: str | None = None, title: str | None = None) -> str:
+    """The whole summary document: environment, regime, fastest correct per cell group, detailed table."""
+    regime = result.regime
+    lines = [f"# {title or 'deploykit benchmark'}", ""]
+    lines += [f"- {p}" for p in _env_lines(result)]
+    lines += [
+        f"- measured {result.created_utc}; timer: "
+        + ", ".join(sorted({c.timer for c in result.cells if c.timer}) or ["-"])
+        + f"; host↔device transfers included: {'yes' if regime.get('transfers_included') else 'no'}"
+        + (
+            f"; cuDNN benchmark: {regime.get('cudnn_benchmark', '-')}"
+            if regime.get("device_type") == "cuda"
+            else f"; CPU threads: torch {regime.get('cpu_threads', '-')}, ONNX Runtime {regime.get('ort_threads', '-')}"
+        )
+        + f"; compile mode: {regime.get('compile_mode', '-')}",
+        "- latency = median of the repeat medians (each repeat the median of n samples); noise = IQR/median across"
+        " repeats (noisy > 10%, unusable > 25%); rel err = max|out − eager fp32| / max|eager fp32|;"
+        " ★ = fastest correct backend for the model, precision and batch.",
+        "",
+    ]
+    summary = summary_lines(result)
+    if summary:
+        lines += ["## Fastest correct configuration", ""] + [f"- {s}" for s in summary] + [""]
+    if plot_name:
+        lines += [f"![median latency]({plot_name})", ""]
+    lines += ["## All cells", "", markdown_table(result), ""]
+    return "\n".join(lines)
+
+
+def plot_latency(result: BenchResult, path: str | Path) -> Path | None:
+    """A PNG of median latency per model and backend, one panel per (precision, batch); hatched = wrong output.
+
+    The axis is logarithmic when latencies span more than 20x, linear from zero otherwise.
+
+    Returns ``None`` when no cell has a timing. matplotlib is imported here, with the Agg backend.
+    """
+    ok = [c for c in result.cells if c.ok]
+    if not ok:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = sorted({(c.precision, c.batch) for c in ok}, key=lambda g: (g[1], g[0]))
+    models = sorted({c.model for c in ok})
+    backends = [b for b in BACKENDS if any(c.backend == b for c in ok)]
+    fig, axes = plt.subplots(
+        len(groups),
+        1,
+        figsize=(max(6.0, 1.2 * len(models) * max(1, len(backends)) / 2), 3.2 * len(groups)),
+        squeeze=False,
+    )
+    width = 0.8 / max(1, len(backends))
+    for ax, (prec, batch) in zip(axes[:, 0], groups, strict=True):
+        for j, backend in enumerate(backends):
+            xs, ys, hatches = [], [], []
+            for i, model in enumerate(models):
+                c = result.cell(model, backend, prec, batch)
+                if c is not None and c.ok and c.median_ms:
+                    xs.append(i + (j - (len(backends) - 1) / 2) * width)
+                    ys.append(c.median_ms)
+                    hatches.append("xx" if c.correct is False else "")
+            bars = ax.bar(xs, ys, width=width, label=backend)
+            for bar, h, y in zip(bars, hatches, ys, strict=True):
+                bar.set_hatch(h)
+                ax.annotate(
+                    fmt_ms(y), (bar.get_x() + bar.get_width() / 2, y), ha="center", va="bottom", fontsize=6
+                )
+        values = [c.median_ms for c in ok if (c.precision, c.batch) == (prec, batch) and c.median_ms]
+        if values and max(values) / min(values) > 20:
+            ax.set_yscale("log")  # a wide range: ratios read as distances
+        else:
+            ax.set_ylim(
+                bottom=0, top=max(values or [1.0]) * 1.15
+            )  # a log axis would exaggerate a narrow range
+        ax.set_xticks(range(len(models)))
+        ax.set_xticklabels(models, rotation=20, ha="right")
+        ax.set_ylabel("median latency (ms)")
+        ax.set_title(f"{prec}, batch {batch} — {result.device}", fontsize=10)
+        ax.grid(axis="y", which="both", alpha=0.3)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", fontsize=8, ncol=min(6, len(backends)), frameon=False)
+    fig.tight_layout(rect=(0.0, 0.0, 1.0, 1.0 - 0.35 / (3.2 * len(groups))))
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    return Path(path)
+
+
+def write_markdown_summary(
+    result: BenchResult,
+    out_dir: str | Path,
+    *,
+    name: str = "bench-summary",
+    plot: bool = True,
+    title: str | None = None,
+) -> dict[str, Any]:
+    """Write ``<out_dir>/<name>.md`` (and ``<name>.png`` with the latency plot); return the paths written."""
+    out = Path(out_dir)
+    png = plot_latency(result, out / f"{name}.png") if plot else None
+    md = atomic_write_text(
+        out / f"{name}.md", markdown_summary(result, plot_name=png.name if png else None, title=title)
+    )
+    return {"markdown": md, "plot": png}
