@@ -9,8 +9,7 @@ The public API is listed in ``__all__``; names load on first use so that ``impor
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from deploykit._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -24,6 +23,7 @@ _EXPORTS: dict[str, str] = {
     "ExportError": "deploykit.errors",
     "InvalidInput": "deploykit.errors",
     "ModelNotFound": "deploykit.errors",
+    "ModelProfile": "deploykit.profile",
     "ModelSpec": "deploykit.models",
     "OnnxArtifact": "deploykit.export",
     "Runner": "deploykit.backends",
@@ -35,21 +35,12 @@ _EXPORTS: dict[str, str] = {
     "export_onnx": "deploykit.export",
     "get_model_spec": "deploykit.models",
     "list_models": "deploykit.models",
+    "get_device": "deploykit.profile",
     "load_results": "deploykit.bench",
+    "profile_model": "deploykit.profile",
     "register_model": "deploykit.models",
+    "roofline": "deploykit.profile",
     "run_bench": "deploykit.bench",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'deploykit' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__])
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -11,8 +11,7 @@ Names load on first use, so reading or comparing result files does not import to
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from deploykit._lazy import lazy_exports
 
 _EXPORTS: dict[str, str] = {
     "BACKENDS": "deploykit.bench.spec",
@@ -35,16 +34,4 @@ _EXPORTS: dict[str, str] = {
     "run_bench": "deploykit.bench.sweep",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'deploykit.bench' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__])
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from deploykit.cli._common import console, handle_errors
+from deploykit.cli._common import console, err_console, handle_errors
 
 FORMATS = ("table", "json", "csv", "markdown")
 
@@ -49,6 +49,10 @@ def profile(
     format: Annotated[str, typer.Option("--format", "-f", help="table | json | csv | markdown.")] = "table",
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")] = None,
     trace_device: Annotated[str, typer.Option(help="Device for the shape pass: meta (default) or cpu.")] = "meta",
+    measure: Annotated[bool, typer.Option("--measure", help="Also time every layer on the CUDA GPU (torch.profiler kernel time) and compare with the roofline and the device's measured ceilings.")] = False,
+    iterations: Annotated[int, typer.Option(help="Timed forward passes for --measure.")] = 20,
+    engine: Annotated[Path | None, typer.Option(help="A TensorRT engine of this model: also show its per-layer times (TensorRT IProfiler) and fused layers.")] = None,
+    plot: Annotated[Path | None, typer.Option(help="Write <model>-roofline.png and <model>-layers.png to this folder.")] = None,
 ) -> None:
     from deploykit._io import atomic_write_text
     from deploykit.errors import InvalidInput
@@ -61,21 +65,57 @@ def profile(
     if (peak_tflops is None) != (bandwidth_gbs is None):
         raise InvalidInput("give both --peak-tflops and --bandwidth-gbs for a custom device")
     device = custom_device(peak_tflops, bandwidth_gbs) if peak_tflops and bandwidth_gbs else get_device(gpu)
-    prof = profile_model(
-        model, batch_size=batch_size, dtype=dtype, device=trace_device, input_shape=input_shape,
-        num_classes=num_classes, in_channels=in_channels, image_size=image_size,
-    )
+    overrides: dict[str, Any] = {"input_shape": input_shape, "num_classes": num_classes, "in_channels": in_channels,
+                 "image_size": image_size}
+    times = ceilings = None
+    if measure:
+        from deploykit.bench.ceilings import device_ceilings
+        from deploykit.bench.layer_timing import measure_layers
+
+        prof, times = measure_layers(model, batch_size=batch_size, dtype=dtype, device="cuda",
+                                     iterations=iterations, **overrides)
+        ceilings = device_ceilings()
+    else:
+        prof = profile_model(model, batch_size=batch_size, dtype=dtype, device=trace_device, **overrides)
     roof = roofline(prof, device)
     found = findings(prof, roof, top=top)
     rows = aggregate_layers(prof, depth) if depth is not None else None
+    engine_times = None
+    if engine is not None:
+        from deploykit.backends.tensorrt import engine_layer_times
+
+        engine_times = engine_layer_times(engine, batch_size=batch_size)
+    achieved_rows: tuple[Any, ...] = ()
+    if times is not None:
+        from deploykit.bench.layer_timing import achieved
+
+        achieved_rows = achieved(prof, times, ceilings)
+    if plot is not None:
+        from deploykit.report.plots import plot_layers, plot_roofline
+
+        stem = prof.model.replace(":", "_").replace("/", "_")
+        rate = {r.name: prof.layer(r.name).flops / (r.time_ms / 1e3) for r in achieved_rows}
+        written = [
+            plot_roofline([(prof, roof)], plot / f"{stem}-roofline.png", measured={prof.model: rate} if rate else None),
+            plot_layers(prof, roof, plot / f"{stem}-layers.png", measured_ms=dict(times.layer_ms) if times else None),
+        ]
+        for w in written:
+            err_console.print(f"wrote {w}", highlight=False)
     settings: dict[str, Any] = {
         "model": model, "batch_size": batch_size, "dtype": dtype, "device_preset": device.key,
-        "depth": depth, "input_shape": list(prof.input_shape), "trace_device": trace_device,
+        "depth": depth, "input_shape": list(prof.input_shape), "trace_device": trace_device, "measure": measure,
     }
     if format == "json":
         import json
+        from dataclasses import asdict
 
-        text = json.dumps(pt.profile_document(prof, roof, found, settings), indent=2) + "\n"
+        doc = pt.profile_document(prof, roof, found, settings)
+        if times is not None:
+            doc["measured"] = {**times.to_dict(), "ceilings": ceilings.to_dict() if ceilings else None,
+                               "achieved": [asdict(a) for a in achieved_rows]}
+        if engine_times is not None:
+            doc["engine"] = asdict(engine_times)
+        text = json.dumps(doc, indent=2) + "\n"
     elif format == "csv":
         text = pt.profile_csv(prof, roof, rows)
     elif format == "markdown":
@@ -89,6 +129,10 @@ def profile(
         with out.capture() if output is not None else _nullcontext():
             out.print(pt.profile_table(prof, roof, rows, width=width))
             out.print(pt.findings_renderable(prof, roof, found))
+            if times is not None:
+                out.print(pt.measured_table(prof, roof, times, achieved_rows, ceilings))
+            if engine_times is not None:
+                out.print(pt.engine_table(engine_times))
         if output is None:
             return
         text = out.export_text()

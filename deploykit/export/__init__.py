@@ -9,8 +9,7 @@ Names load on first use, so ``import deploykit.export.tensorrt`` does not import
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from deploykit._lazy import lazy_exports
 
 _EXPORTS: dict[str, str] = {
     "OnnxArtifact": "deploykit.export.onnx",
@@ -21,16 +20,4 @@ _EXPORTS: dict[str, str] = {
     "load_onnx_artifact": "deploykit.export.onnx",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'deploykit.export' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__])
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

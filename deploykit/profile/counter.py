@@ -65,14 +65,20 @@ class _Row:
     aten_ops: list[str] = field(default_factory=list)
     unsupported: list[str] = field(default_factory=list)
     computed: bool = False  # ran at least one operator that is not a view or an allocation
+    scope: Any = None  # an entered context manager around the row's work (see ``row_scope``)
+    label: str = ""
 
 
 class _Recorder(TorchFunctionMode):
     """Collects rows. Used as a TorchFunctionMode itself; owns the dispatch mode that charges costs."""
 
-    def __init__(self, model: nn.Module, elem_bytes: int) -> None:
+    def __init__(self, model: nn.Module, elem_bytes: int, row_scope: Any = None) -> None:
         super().__init__()
         self.model = model
+        self.row_scope = row_scope
+        self.seq = 0
+        #: ``row_scope`` label of every row kept -> its final row name
+        self.labels: dict[str, str] = {}
         self.elem_bytes = elem_bytes
         self.paths = {id(m): n for n, m in model.named_modules(remove_duplicate=False)}
         self.leaves = {id(m) for m in model.modules() if next(m.children(), None) is None}
@@ -102,7 +108,22 @@ class _Recorder(TorchFunctionMode):
                 count += int(p.numel())
         return count
 
+    def enter_scope(self, row: _Row) -> None:
+        """Open ``row_scope(label)`` around the row's work (e.g. a profiler range), if one was given."""
+        if self.row_scope is not None:
+            self.seq += 1
+            row.label = f"dk#{self.seq}"
+            row.scope = self.row_scope(row.label)
+            row.scope.__enter__()
+
+    def exit_scope(self, row: _Row) -> None:
+        if row.scope is not None:
+            row.scope.__exit__(None, None, None)
+            row.scope = None
+
     def close(self, row: _Row, output: Any) -> None:
+        if row.label:
+            self.labels[row.label] = row.name
         outs = _tensors(output)
         in_storages = {_storage(t) for t in row.inputs}
         fresh: dict[StorageWeakRef, int] = {}
@@ -146,6 +167,7 @@ class _Recorder(TorchFunctionMode):
                     params=self.take_params(module.parameters()),
                 )
                 self.open = row
+                self.enter_scope(row)
             self.stack.append((path, module, [tuple(t.shape) for t in inputs], row))
         finally:
             self.in_hook = False
@@ -155,6 +177,7 @@ class _Recorder(TorchFunctionMode):
         try:
             _, _, _, row = self.stack.pop()
             if row is not None:
+                self.exit_scope(row)
                 self.open = None
                 self.close(row, output)
         finally:
@@ -170,9 +193,11 @@ class _Recorder(TorchFunctionMode):
         inputs = _tensors((args, kwargs))
         row = _Row(name="", module=path, op=op, kind="function", inputs=inputs, params=self.take_params(inputs))
         self.open = row
+        self.enter_scope(row)
         try:
             out = func(*args, **kwargs)
         finally:
+            self.exit_scope(row)
             self.open = None
         if row.computed or row.params:
             row.name = self.unique_name(f"{path}/{op}" if path else op)
@@ -233,12 +258,19 @@ def profile_module(
     name: str = "model",
     dtype: str = "fp32",
     spec: dict[str, Any] | None = None,
+    row_scope: Any = None,
+    labels: dict[str, str] | None = None,
 ) -> ModelProfile:
     """Profile ``model`` on input ``x`` (usually a ``meta`` tensor). The model is run once, in its current
-    mode, under ``no_grad``. See :func:`profile_model` for the names and conventions."""
+    mode, under ``no_grad``. See :func:`profile_model` for the names and conventions.
+
+    ``row_scope(label)``, when given, returns a context manager entered around each row's work (e.g.
+    ``torch.profiler.record_function``); ``labels`` then receives ``{label: row name}`` for the rows kept, so
+    measurements taken inside the scopes can be attributed to the profile's rows.
+    """
     if dtype not in DTYPE_BYTES:
         raise InvalidInput(f"unknown dtype {dtype!r}; choose from {', '.join(DTYPE_BYTES)}")
-    rec = _Recorder(model, DTYPE_BYTES[dtype])
+    rec = _Recorder(model, DTYPE_BYTES[dtype], row_scope)
     handles = []
     for m in model.modules():
         handles.append(m.register_forward_pre_hook(rec.pre_hook, with_kwargs=True))
@@ -256,6 +288,8 @@ def profile_module(
     finally:
         for h in handles:
             h.remove()
+    if labels is not None:
+        labels.update(rec.labels)
     unused = sum(int(p.numel()) for p in model.parameters() if id(p) not in rec.params_used)
     module_types = {path: type(m).__name__ for path, m in model.named_modules()}
     return ModelProfile(

@@ -7,8 +7,7 @@ Modules: :mod:`deploykit.report.bench` (benchmark tables, markdown summary, late
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from deploykit._lazy import lazy_exports
 
 _EXPORTS: dict[str, str] = {
     "CheckReport": "deploykit.report.check",
@@ -23,16 +22,4 @@ _EXPORTS: dict[str, str] = {
     "write_markdown_summary": "deploykit.report.bench",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'deploykit.report' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__])
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

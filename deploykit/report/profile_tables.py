@@ -228,3 +228,42 @@ def profile_document(
     doc["roofline"] = roof.to_dict()
     doc["findings"] = f.to_dict()
     return doc
+
+
+def measured_table(profile: ModelProfile, roof: RooflineProfile, times: Any, rows: Sequence[Any], ceilings: Any) -> Table:
+    """Measured per-layer time next to the roofline floor, with achieved throughput and its share of the
+    device's measured ceilings (``rows`` from :func:`deploykit.bench.layer_timing.achieved`)."""
+    by_name = roof.by_name()
+    title = (f"measured on {times.device_name}: {times.method}; end-to-end {times.end_to_end_ms:.3f} ms, "
+             f"sum of rows {times.layers_total_ms:.3f} ms")
+    if ceilings is not None:
+        peak = ceilings.matmul_tflops.get(profile.dtype)
+        title += f"; ceilings: copy {ceilings.copy_gbs:.0f} GB/s" + (f", {profile.dtype} matmul {peak:.0f} TFLOP/s" if peak else "")
+    table = Table(title=title, header_style="bold", pad_edge=False)
+    for name in ("Layer", "Op", "Bound", "Roof µs", "Measured µs", "x roof", "TFLOP/s", "% peak", "GB/s", "% BW"):
+        table.add_column(name, justify="left" if name in ("Layer", "Op", "Bound") else "right")
+    ops = {r.name: r.op for r in profile.layers}
+    for a in rows:
+        r = by_name[a.name]
+        table.add_row(
+            a.name, ops[a.name], r.bound, f"{r.time_s * 1e6:.2f}", f"{a.time_ms * 1e3:.2f}",
+            f"{a.time_ms / 1e3 / r.time_s:.1f}" if r.time_s else "",
+            f"{a.achieved_tflops:.2f}", f"{a.flops_fraction * 100:.0f}%" if a.flops_fraction is not None else "",
+            f"{a.achieved_gbs:.0f}", f"{a.bandwidth_fraction * 100:.0f}%" if a.bandwidth_fraction is not None else "",
+        )
+    return table
+
+
+def engine_table(times: Any) -> Table:
+    """Per-layer times of a TensorRT engine (``deploykit.backends.tensorrt.EngineLayerTimes``)."""
+    table = Table(title=f"TensorRT {times.tensorrt_version} engine {times.engine}, batch {times.batch_size}, "
+                  f"{times.runs} profiled runs (IProfiler; sum of medians {times.total_median_ms:.3f} ms)",
+                  header_style="bold", pad_edge=False)
+    for name in ("Engine layer", "Type", "Precision", "Median µs", "Share", "ONNX nodes"):
+        table.add_column(name, justify="right" if name in ("Median µs", "Share") else "left")
+    total = times.total_median_ms or 1.0
+    for layer in times.layers:
+        table.add_row(layer.name, layer.layer_type or "", layer.precision or "", f"{layer.median_ms * 1e3:.2f}",
+                      f"{layer.median_ms / total * 100:.1f}%", ", ".join(layer.onnx_nodes[:4])
+                      + (" …" if len(layer.onnx_nodes) > 4 else ""))
+    return table

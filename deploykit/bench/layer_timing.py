@@ -1,0 +1,168 @@
+"""Measured per-layer time: kernel time attributed to the profiler's rows with ``torch.profiler``.
+
+Each row of :func:`deploykit.profile.profile_module` runs inside ``torch.profiler.record_function``; the
+profiler's correlation of CUDA kernels with the host ranges that launched them gives the **GPU kernel time of
+each row** (``device_time_total``), averaged over the iterations. Launch gaps between kernels are not in any
+row: the sum of the rows is compared with the end-to-end forward latency timed with CUDA events (without the
+profiler), and the difference is reported as overhead. On the CPU the same mechanism attributes CPU time (used
+by the tests; the CLI measures on CUDA only).
+
+With the device's measured ceilings (:mod:`deploykit.bench.ceilings`), each row gets achieved FLOP/s and
+achieved bandwidth (``flops / time``, ``traffic_bytes / time``) and their fractions of the ceilings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from deploykit.errors import BackendUnavailable, InvalidInput
+from deploykit.profile.types import ModelProfile
+
+_TORCH_DTYPES = {"fp32": "float32", "tf32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+
+
+@dataclass(frozen=True)
+class LayerTimes:
+    """Measured time of each profile row (milliseconds per forward pass), and the end-to-end latency."""
+
+    model: str
+    device_name: str
+    dtype: str
+    batch_size: int
+    method: str
+    iterations: int
+    layer_ms: Mapping[str, float]
+    end_to_end_ms: float
+    unattributed_rows: tuple[str, ...] = field(default=())
+
+    @property
+    def layers_total_ms(self) -> float:
+        return sum(self.layer_ms.values())
+
+    @property
+    def overhead_ms(self) -> float:
+        """End-to-end latency not spent in any row's kernels (launch gaps, host overhead)."""
+        return self.end_to_end_ms - self.layers_total_ms
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model, "device_name": self.device_name, "dtype": self.dtype, "batch_size": self.batch_size,
+            "method": self.method, "iterations": self.iterations, "end_to_end_ms": self.end_to_end_ms,
+            "layers_total_ms": self.layers_total_ms, "layer_ms": dict(self.layer_ms),
+            "unattributed_rows": list(self.unattributed_rows),
+        }
+
+
+@dataclass(frozen=True)
+class AchievedLayer:
+    """Achieved throughput of one row against measured ceilings (fractions are 0..1, may exceed 1 when a
+    layer's working set stays in L2 and beats the DRAM copy bandwidth)."""
+
+    name: str
+    time_ms: float
+    achieved_tflops: float
+    achieved_gbs: float
+    flops_fraction: float | None
+    bandwidth_fraction: float | None
+
+
+def achieved(profile: ModelProfile, times: LayerTimes, ceilings: Any | None) -> tuple[AchievedLayer, ...]:
+    """Per row: achieved TFLOP/s and GB/s from the profile's counts and the measured time, and their fractions
+    of the ceilings (matmul ceiling of the profile's precision for rows with MACs; copy bandwidth)."""
+    out = []
+    for row in profile.layers:
+        ms = times.layer_ms.get(row.name)
+        if not ms:
+            continue
+        s = ms / 1e3
+        tflops = row.flops / s / 1e12
+        gbs = row.traffic_bytes / s / 1e9
+        ff = bf = None
+        if ceilings is not None:
+            peak = ceilings.peak_flops(profile.dtype) if row.macs else None
+            ff = tflops * 1e12 / peak if peak else None
+            bf = gbs / ceilings.copy_gbs if ceilings.copy_gbs else None
+        out.append(AchievedLayer(row.name, ms, tflops, gbs, ff, bf))
+    return tuple(out)
+
+
+def _device_time_us(event: Any, cuda: bool) -> float:
+    if cuda:
+        value = getattr(event, "device_time_total", None) or getattr(event, "cuda_time_total", 0.0)
+        return float(value or 0.0)
+    return float(event.cpu_time_total)
+
+
+def measure_layers(
+    model: str,
+    *,
+    batch_size: int = 1,
+    dtype: str = "fp32",
+    device: str = "cuda",
+    iterations: int = 20,
+    warmup: int = 10,
+    seed: int = 0,
+    **overrides: Any,
+) -> tuple[ModelProfile, LayerTimes]:
+    """Profile ``model`` on real tensors on ``device`` and measure each row's time.
+
+    Returns the profile of that very run (same row names) and the :class:`LayerTimes`. ``dtype`` sets the
+    model and input dtype (``tf32``: fp32 with TF32 matmuls/convolutions allowed; ``fp32`` forbids TF32).
+    """
+    import torch
+    from torch.profiler import ProfilerActivity, profile, record_function
+
+    from deploykit.bench.timing import CudaEventTimer, HostTimer, median
+    from deploykit.models import create_model
+    from deploykit.profile.counter import profile_module
+
+    if dtype not in _TORCH_DTYPES:
+        raise InvalidInput(f"measured timing supports {', '.join(_TORCH_DTYPES)}; got {dtype!r}")
+    cuda = torch.device(device).type == "cuda"
+    if cuda and not torch.cuda.is_available():
+        raise BackendUnavailable("--measure needs a CUDA GPU and none is available (the profile itself runs without one)")
+    torch.manual_seed(seed)
+    module, spec = create_model(model, device=device, **overrides)
+    tdtype = getattr(torch, _TORCH_DTYPES[dtype])
+    module = module.to(tdtype)
+    x = torch.randn(spec.batch_shape(batch_size), device=device, dtype=tdtype)
+    old = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = dtype == "tf32"
+    try:
+        with torch.inference_mode():
+            for _ in range(warmup):
+                module(x)
+            if cuda:
+                torch.cuda.synchronize()
+            timer = CudaEventTimer(torch.cuda.current_stream()) if cuda else HostTimer()
+            e2e = median(timer.time(lambda: module(x), iterations))
+            labels: dict[str, str] = {}
+            activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+            prof_result = None
+            with profile(activities=activities) as prof:
+                for i in range(iterations):
+                    got: dict[str, str] = {}
+                    result = profile_module(module, x, name=spec.name, dtype=dtype, spec=spec.to_dict(),
+                                            row_scope=record_function, labels=got)
+                    if i == 0:
+                        prof_result, labels = result, got
+                if cuda:
+                    torch.cuda.synchronize()
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = old
+    assert prof_result is not None
+    per_label: dict[str, float] = {}
+    for ev in prof.key_averages():
+        if ev.key in labels:
+            per_label[ev.key] = _device_time_us(ev, cuda) / 1e3 / iterations
+    layer_ms = {labels[k]: v for k, v in per_label.items()}
+    missing = tuple(r.name for r in prof_result.layers if r.name not in layer_ms and r.traffic_bytes)
+    name = torch.cuda.get_device_name(torch.device(device)) if cuda else "cpu"
+    method = ("torch.profiler: CUDA kernel time per row (record_function ranges)" if cuda
+              else "torch.profiler: CPU time per row (record_function ranges)")
+    return prof_result, LayerTimes(
+        model=spec.name, device_name=name, dtype=dtype, batch_size=batch_size, method=method,
+        iterations=iterations, layer_ms=layer_ms, end_to_end_ms=e2e, unattributed_rows=missing,
+    )
