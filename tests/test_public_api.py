@@ -11,7 +11,7 @@ PUBLIC = [
     "ArtifactError", "BackendUnavailable", "BenchResult", "BenchSpec", "CellResult", "DeploykitError",
     "ExportError", "InvalidInput", "ModelNotFound", "ModelProfile", "ModelSpec", "OnnxArtifact", "Runner",
     "ShapeError", "TimingOptions", "ValidationError", "compare_results", "create_model", "export_onnx",
-    "get_device", "get_model_spec", "list_models", "load_results", "profile_model", "register_model",
+    "get_device", "get_model_spec", "list_models", "load_results", "memory_report", "profile_model", "profile_onnx", "register_model",
     "roofline", "run_bench",
 ]
 

@@ -15,8 +15,14 @@ FORMATS = ("table", "json", "csv", "markdown")
 HELP = """Per-layer table of a model: output shape, parameters, MACs, FLOPs, weight and activation bytes,
 memory traffic, arithmetic intensity and roofline bound on a GPU, then totals and findings.
 
-MODEL is a registered name (`deploykit list`) or an import path `pkg.module:ClassOrFactory` (with
---input-shape).
+MODEL is a registered name (`deploykit list`), an import path `pkg.module:ClassOrFactory` (with
+--input-shape), or an ONNX file `model.onnx` (costs computed from the graph with ONNX shape inference).
+
+[bold]Memory[/] (--memory, or a batch sweep `-b 1,64,256`): inference peak of live activations (tensor
+liveness, not the sum of outputs) and one training step (parameters, gradients, optimizer state,
+activations saved for backward, the backward peak) per batch size, modelled allocation by allocation on the
+meta device for the CUDA caching allocator (512-byte blocks) or the CPU (--memory-target). The per-layer
+table is shown at the first batch size.
 
 [bold]Conventions[/]: MACs = multiply-accumulates of conv / linear / matmul only (the papers' mult-adds,
 fvcore's "flops"). FLOPs = every floating-point operation: 2 per MAC + bias adds + element-wise,
@@ -28,6 +34,19 @@ otherwise. Shapes come from a pass on the meta device: nothing is allocated or c
 """
 
 
+def parse_batch_sizes(text: str) -> tuple[int, ...]:
+    """``"1,64,256"`` -> ``(1, 64, 256)``; each a positive integer."""
+    from deploykit.errors import InvalidInput
+
+    try:
+        sizes = tuple(int(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        raise InvalidInput(f"--batch-size takes positive integers separated by commas, got {text!r}") from None
+    if not sizes or any(b <= 0 for b in sizes):
+        raise InvalidInput(f"--batch-size takes positive integers separated by commas, got {text!r}")
+    return sizes
+
+
 def register(app: typer.Typer) -> None:
     app.command("profile", help=HELP)(profile)
 
@@ -35,12 +54,12 @@ def register(app: typer.Typer) -> None:
 @handle_errors
 def profile(
     model: Annotated[str, typer.Argument(help="Registered model name or pkg.module:Attr import path.")],
-    batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Samples per batch.")] = 1,
+    batch_size: Annotated[str | None, typer.Option("--batch-size", "-b", help="Samples per batch (default 1; an ONNX file: its own fixed batch), or a sweep 1,64,256 (memory per batch size).")] = None,
     input_shape: Annotated[str | None, typer.Option(help="Per-sample input shape, e.g. 3x224x224.")] = None,
     image_size: Annotated[str | None, typer.Option(help="Spatial size, e.g. 96 or 128x160 (keeps channels).")] = None,
     num_classes: Annotated[int | None, typer.Option(help="Number of output classes.")] = None,
     in_channels: Annotated[int | None, typer.Option(help="Input channels (models that allow it).")] = None,
-    dtype: Annotated[str, typer.Option(help="fp32 | tf32 | fp16 | bf16 | int8: element size and roofline peak.")] = "fp32",
+    dtype: Annotated[str | None, typer.Option(help="fp32 | tf32 | fp16 | bf16 | int8: element size and roofline peak (default fp32; an ONNX file: its own types).")] = None,
     gpu: Annotated[str, typer.Option(help="Roofline device preset: h100, h100-measured, a100, l4, t4, rtx4090, rtx3050-laptop, cpu.")] = "h100",
     peak_tflops: Annotated[float | None, typer.Option(help="Custom matrix peak in TFLOP/s (with --bandwidth-gbs).")] = None,
     bandwidth_gbs: Annotated[float | None, typer.Option(help="Custom memory bandwidth in GB/s (with --peak-tflops).")] = None,
@@ -53,6 +72,9 @@ def profile(
     iterations: Annotated[int, typer.Option(help="Timed forward passes for --measure.")] = 20,
     engine: Annotated[Path | None, typer.Option(help="A TensorRT engine of this model: also show its per-layer times (TensorRT IProfiler) and fused layers.")] = None,
     plot: Annotated[Path | None, typer.Option(help="Write <model>-roofline.png and <model>-layers.png to this folder.")] = None,
+    memory: Annotated[bool, typer.Option("--memory", help="Also model inference and training-step memory (implied by a batch sweep).")] = False,
+    optimizer: Annotated[str, typer.Option(help="Optimizer of the training-step memory: sgd, sgd-momentum, adam, adamw, or none (inference only).")] = "adam",
+    memory_target: Annotated[str, typer.Option(help="Allocator the memory model follows: cuda (512-byte blocks, foreach optimizers) or cpu (exact bytes).")] = "cuda",
 ) -> None:
     from deploykit._io import atomic_write_text
     from deploykit.errors import InvalidInput
@@ -62,6 +84,14 @@ def profile(
 
     if format not in FORMATS:
         raise InvalidInput(f"unknown format {format!r}; choose from {', '.join(FORMATS)}")
+    sizes = parse_batch_sizes(batch_size or "1")
+    batch = sizes[0]
+    memory = memory or len(sizes) > 1
+    is_onnx = model.lower().endswith(".onnx")
+    torch_dtype = dtype or "fp32"
+    if is_onnx and (measure or memory or engine is not None):
+        raise InvalidInput("an ONNX file is profiled from its graph only: --measure, --memory, a batch sweep and "
+                           "--engine need the PyTorch model (give its registered name or import path)")
     if (peak_tflops is None) != (bandwidth_gbs is None):
         raise InvalidInput("give both --peak-tflops and --bandwidth-gbs for a custom device")
     device = custom_device(peak_tflops, bandwidth_gbs) if peak_tflops and bandwidth_gbs else get_device(gpu)
@@ -72,11 +102,23 @@ def profile(
         from deploykit.bench.ceilings import device_ceilings
         from deploykit.bench.layer_timing import measure_layers
 
-        prof, times = measure_layers(model, batch_size=batch_size, dtype=dtype, device="cuda",
+        prof, times = measure_layers(model, batch_size=batch, dtype=torch_dtype, device="cuda",
                                      iterations=iterations, **overrides)
         ceilings = device_ceilings()
+    elif is_onnx:
+        from deploykit.profile.onnx_graph import profile_onnx
+
+        if any(v is not None for v in overrides.values()):
+            raise InvalidInput("an ONNX file fixes its own input shape; only --batch-size applies to it")
+        prof = profile_onnx(Path(model), batch_size=batch if batch_size is not None else None, dtype=dtype)
     else:
-        prof = profile_model(model, batch_size=batch_size, dtype=dtype, device=trace_device, **overrides)
+        prof = profile_model(model, batch_size=batch, dtype=torch_dtype, device=trace_device, **overrides)
+    mem = None
+    if memory:
+        from deploykit.profile.memory import memory_report
+
+        mem = memory_report(model, batch_sizes=sizes, dtype=torch_dtype, target=memory_target,
+                            optimizer=None if optimizer == "none" else optimizer, **overrides)
     roof = roofline(prof, device)
     found = findings(prof, roof, top=top)
     rows = aggregate_layers(prof, depth) if depth is not None else None
@@ -84,7 +126,7 @@ def profile(
     if engine is not None:
         from deploykit.backends.tensorrt import engine_layer_times
 
-        engine_times = engine_layer_times(engine, batch_size=batch_size)
+        engine_times = engine_layer_times(engine, batch_size=batch)
     achieved_rows: tuple[Any, ...] = ()
     if times is not None:
         from deploykit.bench.layer_timing import achieved
@@ -102,7 +144,7 @@ def profile(
         for w in written:
             err_console.print(f"wrote {w}", highlight=False)
     settings: dict[str, Any] = {
-        "model": model, "batch_size": batch_size, "dtype": dtype, "device_preset": device.key,
+        "model": model, "batch_size": prof.batch_size, "dtype": prof.dtype, "device_preset": device.key,
         "depth": depth, "input_shape": list(prof.input_shape), "trace_device": trace_device, "measure": measure,
     }
     if format == "json":
@@ -115,11 +157,17 @@ def profile(
                                "achieved": [asdict(a) for a in achieved_rows]}
         if engine_times is not None:
             doc["engine"] = asdict(engine_times)
+        if mem is not None:
+            doc["memory"] = mem.to_dict()
         text = json.dumps(doc, indent=2) + "\n"
     elif format == "csv":
         text = pt.profile_csv(prof, roof, rows)
     elif format == "markdown":
         text = pt.profile_markdown(prof, roof, rows)
+        if mem is not None:
+            from deploykit.report.memory_tables import memory_markdown
+
+            text += "\n" + memory_markdown(mem)
     else:
         from rich.console import Console
 
@@ -133,6 +181,10 @@ def profile(
                 out.print(pt.measured_table(prof, roof, times, achieved_rows, ceilings))
             if engine_times is not None:
                 out.print(pt.engine_table(engine_times))
+            if mem is not None:
+                from deploykit.report.memory_tables import memory_renderable
+
+                out.print(memory_renderable(mem, top))
         if output is None:
             return
         text = out.export_text()

@@ -13,7 +13,7 @@ On ``meta`` tensors no activation memory is allocated and no arithmetic is done,
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -260,6 +260,7 @@ def profile_module(
     spec: dict[str, Any] | None = None,
     row_scope: Any = None,
     labels: dict[str, str] | None = None,
+    run: Callable[[nn.Module, torch.Tensor], Any] | None = None,
 ) -> ModelProfile:
     """Profile ``model`` on input ``x`` (usually a ``meta`` tensor). The model is run once, in its current
     mode, under ``no_grad``. See :func:`profile_model` for the names and conventions.
@@ -267,6 +268,10 @@ def profile_module(
     ``row_scope(label)``, when given, returns a context manager entered around each row's work (e.g.
     ``torch.profiler.record_function``); ``labels`` then receives ``{label: row name}`` for the rows kept, so
     measurements taken inside the scopes can be attributed to the profile's rows.
+
+    ``run(model, x)``, when given, replaces the plain ``model(x)`` call (still inside ``no_grad`` and the
+    recording modes): the memory model uses it to run a training forward under ``enable_grad`` and keep
+    its output.
     """
     if dtype not in DTYPE_BYTES:
         raise InvalidInput(f"unknown dtype {dtype!r}; choose from {', '.join(DTYPE_BYTES)}")
@@ -277,7 +282,10 @@ def profile_module(
         handles.append(m.register_forward_hook(rec.post_hook, with_kwargs=True))
     try:
         with torch.no_grad(), rec, _Dispatch(rec):
-            model(x)
+            if run is None:
+                model(x)
+            else:
+                run(model, x)
     except (RuntimeError, ValueError, IndexError, TypeError, NotImplementedError, AssertionError) as exc:
         text = str(exc)
         if x.device.type == "meta" and ("meta" in text.lower() or "data-dependent" in text.lower()):

@@ -16,6 +16,8 @@ from deploykit.backends.ort import OrtRunner
 from deploykit.errors import ShapeError
 from deploykit.export.onnx import export_module, load_onnx_artifact
 from deploykit.models import create_model, get_model_spec, list_models, run_with_layer_context
+from deploykit.profile import profile_model
+from deploykit.profile.onnx_graph import profile_onnx, reconcile_params
 
 #: Measured here (2 shared cores, torch 2.14.1): a dynamic plus a static dynamo export above ~30 s.
 #: (densenet* 65-91 s, resnet152 76 s, resnet101 50 s, vgg* 41-47 s, mobilenet_v3_large 36 s.)
@@ -79,8 +81,28 @@ def test_every_model_exports_and_validates(name: str, tmp_path) -> None:
     scale = float(ref.abs().max())
     assert float((got - ref).abs().max()) <= 1e-4 * scale + 1e-12
 
+    # The ONNX profile of the exported file agrees with the PyTorch profile (issue 4): MACs exactly; parameters
+    # exactly once the exporter's value-dependent rewrites are accounted for (see deploykit.profile.onnx_graph).
+    size = small_image_size(name)
+    torch_prof = profile_model(name, batch_size=2, image_size=size)
+    onnx_prof = profile_onnx(dyn.path, batch_size=2)
+    assert onnx_prof.total_macs == torch_prof.total_macs
+    assert onnx_prof.unsupported_ops == ()
+    if m["exporter"]["name"] == "dynamo":  # TorchScript renames initializers: no per-parameter accounting
+        rec = reconcile_params(module, dyn.path)
+        assert rec.torch_params == torch_prof.total_params
+        assert rec.onnx_params == onnx_prof.total_params
+        assert rec.not_exported == torch_prof.unused_params
+        assert rec.folded_batchnorm == onnx_prof.spec["initializers"]["folded_batchnorm"]
+        assert rec.onnx_only == onnx_prof.spec["initializers"]["fused_bias"]
+        assert onnx_prof.total_params == (
+            torch_prof.total_params - rec.folded_batchnorm - rec.zero_bias_dropped - rec.deduplicated
+            - rec.not_exported + rec.onnx_only
+        )
+
     static = export_module(module, spec, out_dir=tmp_path, batch_size=1, validate_batches=(1,), device="cpu")
     assert static.manifest["validation"]["passed"] is True
     assert static.manifest["inputs"][0]["shape"] == [1, *spec.input_shape]
     assert static.path.name == f"{name}.onnx" and dyn.path.name == f"{name}-dynamic.onnx"
     assert load_onnx_artifact(static.path).manifest == static.manifest
+    assert profile_onnx(static.path).total_macs == profile_model(name, image_size=size).total_macs

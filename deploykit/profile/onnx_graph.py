@@ -1,0 +1,989 @@
+"""Profile an ONNX file: the same per-layer rows as the PyTorch profiler, computed from the graph.
+
+One :class:`~deploykit.profile.types.LayerProfile` per ONNX node (``kind="onnx"``), in graph order. Shapes come
+from ``onnx.shape_inference`` after the symbolic batch is set; costs follow the conventions of
+:mod:`deploykit.profile.formulas` (MACs = conv / Gemm / MatMul multiply-accumulates; FLOPs = 2 per MAC + bias
+adds + element-wise, normalisation and pooling work):
+
+=======================================================  ==========================================================
+ONNX node                                                FLOPs
+=======================================================  ==========================================================
+Conv, ConvTranspose                                      2 * MACs + (output elements if a bias input is present)
+Gemm                                                     2 * MACs + (output elements if C is present); alpha/beta
+                                                         scaling is not counted (as for ``addmm``)
+MatMul                                                   2 * MACs (batch dims broadcast)
+Add, Sub, Mul, Div, Relu, Tanh, Neg, Abs, Exp, Log,      1 per output element
+Sqrt, Reciprocal, Pow
+Clip                                                     1 per element per bound given (min and max: 2)
+LeakyRelu, PRelu                                         2 per element
+Sigmoid, HardSigmoid, Elu                                4 per element
+HardSwish, Softmax, LogSoftmax                           5 per element; Gelu 5 (erf form), 9 (``approximate=tanh``)
+Max, Min, Sum (n inputs)                                 n - 1 per output element; Mean (n inputs): n
+BatchNormalization                                       2 per element (inference), 6 with ``training_mode=1``
+InstanceNormalization, GroupNormalization                6 per element; LayerNormalization 8
+MaxPool (k window)                                       k - 1 per output element
+AveragePool (k window)                                   k per output element
+GlobalAveragePool, ReduceMean                            1 per input element
+GlobalMaxPool, ReduceSum, ReduceMax, ReduceMin           input - output elements
+Concat, Transpose, Cast, Slice, Gather*, Split, Pad,     0 (data movement: traffic, no arithmetic); Resize only
+Expand, Tile, ConstantOfShape, DepthToSpace, Where, ...  with ``mode=nearest`` (interpolation is unsupported)
+Reshape, Flatten, Squeeze, Unsqueeze, Identity, Dropout  views: no FLOPs, no traffic, no activation bytes
+Constant, Shape, Size                                    free: metadata, nothing read or written at run time
+=======================================================  ==========================================================
+
+Any other node (including nodes of a non-default domain and control flow) is listed in its row's
+``unsupported``, never silently counted as zero; so is a node whose tensor shapes inference cannot resolve.
+
+**Parameters.** Initializers are classified by the role in which a node first consumes them:
+
+* *parameters*: weight-like inputs (Conv / ConvTranspose weight and bias, Gemm and MatMul operands,
+  BatchNormalization / InstanceNormalization / LayerNormalization / GroupNormalization scale and bias, PRelu slope,
+  DequantizeLinear's quantized weight), and any other floating-point initializer with more than one element (a
+  bias ``Add`` after a ``MatMul``) unless the node's dynamo-exporter metadata shows that the PyTorch operator it
+  comes from took no parameter (``pkg.torch.onnx.fx_node`` names no ``%p_*`` argument: the window sizes an
+  adaptive average pool divides by). A row's ``params`` are the parameter elements it uses first (a shared
+  initializer counts once);
+* *buffers*: BatchNormalization's running mean and variance (buffers in PyTorch too): read, not counted;
+* *constants*: integer initializers (shapes, axes, pads, indices), floating-point scalars outside a weight role
+  (an exporter's ``+ 3`` or ``/ 6``) and the exporter-made tensors above: not counted.
+
+``unused_params`` counts the elements of floating-point initializers that no node consumes. An ``Identity`` of an
+initializer (the TorchScript exporter's de-duplication) is followed through to the initializer.
+
+**Agreement with the PyTorch profile.** MACs agree exactly: for every registered model,
+``profile_onnx(f, batch_size=b).total_macs == profile_model(name, batch_size=b).total_macs`` (a folded BatchNorm
+adds no MACs). Parameters are those the *file* holds, and the dynamo exporter's optimizer (onnxscript) changes
+them depending on the weights' values:
+
+* it folds an eval-mode BatchNorm that follows a Conv / ConvTranspose / Gemm into it: the BatchNorm's ``2 * C``
+  affine parameters disappear and the node gets the bias ``<weight>_bias`` (``C`` elements) if it had none;
+* it drops an all-zero Conv / ConvTranspose / Gemm bias, including a folded bias that comes out all zero (a freshly
+  initialised BatchNorm) and biases a model initialises to zero (vgg, densenet, mobilenet_v3 heads);
+* it de-duplicates initializers with equal contents (fresh BatchNorms of equal width share one ``ones`` tensor).
+
+So, exactly: ``onnx params == torch params - folded BatchNorm params - dropped zero biases - de-duplicated
+params - params the forward never uses + fused biases``. The first and last terms are in
+``spec["initializers"]`` (``folded_batchnorm``, ``fused_bias``; ``spec["folded_batchnorms"]`` names the
+BatchNorm modules, from the exporter's node metadata); :func:`reconcile_params` accounts for every parameter of
+the module given the module itself. Where none of the three rewrites applies (lenet, nin, d2l-googlenet:
+no BatchNorm, no zero bias) the parameter counts are equal. FLOPs and traffic of a folded Conv are the Conv's
+(2 per MAC + a bias add if it has a bias): the BatchNorm's 2 FLOPs per element and its read and write are gone,
+as they are in the deployed graph.
+
+**Bytes.** Tensors count at their ONNX element type (an fp16 graph: 2 bytes per element, a 4-bit type: half a
+byte); ``dtype`` overrides the size of floating-point tensors, as ``--dtype`` does for the PyTorch profile.
+Traffic = every input tensor the node reads (activations, parameters, buffers) + every output it writes, except
+shape-like arguments (Reshape's shape, Reduce* axes, Slice starts/ends, Pad pads, Clip bounds, ...), which are
+kernel arguments, as they are Python numbers in PyTorch. ``act_bytes`` = the outputs (0 for views and free
+nodes).
+
+**Names.** When the graph comes from ``torch.onnx.export(dynamo=True)``, the node metadata
+(``pkg.torch.onnx.name_scopes`` / ``class_hierarchy``) gives the PyTorch module path: a node in a leaf module is
+named after it (``layer1.0.relu``, a second call ``layer1.0.relu#2``), a node called inside a non-leaf module
+``<module>/<aten op>`` (``layer1.0/add``), as in the PyTorch profile. A Conv the exporter made by folding a
+BatchNorm into it carries the BatchNorm's scope; its row is named after the convolution whose weight it holds
+(``layer1.0.conv1``). Other graphs: the node's name (the TorchScript exporter's ``/layer1/layer1.0/conv1/Conv``
+also gives a best-effort module path), or ``<op>_<index>`` for an unnamed node.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+import os
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from deploykit.errors import ArtifactError, InvalidInput
+from deploykit.profile.formulas import OpCost, conv_macs
+from deploykit.profile.types import DTYPE_BYTES, LayerProfile, ModelProfile, Shape
+
+if TYPE_CHECKING:
+    import onnx
+
+__all__ = [
+    "DATA_MOVEMENT_OPS",
+    "FREE_OPS",
+    "ONNX_FORMULAS",
+    "VIEW_OPS",
+    "OnnxNode",
+    "ParamReconciliation",
+    "classify_initializer",
+    "profile_onnx",
+    "reconcile_params",
+    "register_onnx_formula",
+]
+
+
+@dataclass(frozen=True)
+class OnnxNode:
+    """What a cost formula sees of one node: its op type, attributes and fully resolved shapes.
+
+    ``inputs`` has ``None`` for an optional input left empty (``""``); trailing absent inputs are not listed.
+    """
+
+    op_type: str
+    attrs: Mapping[str, Any]
+    inputs: tuple[Shape | None, ...]
+    outputs: tuple[Shape | None, ...]
+
+    def has_input(self, index: int) -> bool:
+        return len(self.inputs) > index and self.inputs[index] is not None
+
+    def input(self, index: int) -> Shape:
+        s = self.inputs[index]
+        if s is None:
+            raise ValueError(f"{self.op_type} input {index} is absent")
+        return s
+
+    def output(self, index: int = 0) -> Shape:
+        s = self.outputs[index]
+        if s is None:
+            raise ValueError(f"{self.op_type} output {index} is absent")
+        return s
+
+
+#: ``formula(node) -> OpCost``, or ``None`` when this configuration of the node has no formula.
+OnnxFormula = Callable[[OnnxNode], "OpCost | None"]
+
+ONNX_FORMULAS: dict[str, OnnxFormula] = {}
+
+#: Nodes that only relabel their input (ONNX Runtime gives them no kernel work): no FLOPs, traffic or activation.
+VIEW_OPS = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout"})
+#: Nodes evaluated from metadata or stored in the graph: nothing is read or written at run time.
+FREE_OPS = frozenset({"Constant", "Shape", "Size"})
+#: Nodes that copy data without arithmetic: traffic and activation bytes, 0 FLOPs.
+DATA_MOVEMENT_OPS = frozenset({
+    "Concat", "Transpose", "Cast", "CastLike", "Slice", "Gather", "GatherElements", "GatherND", "Split", "Pad",
+    "Expand", "Tile", "ConstantOfShape", "DepthToSpace", "SpaceToDepth", "ScatterND", "ScatterElements", "Where",
+})
+
+#: Input slots that are kernel arguments (shapes, axes, bounds), not data: not counted as traffic.
+_ARGUMENT_INPUTS: Mapping[str, frozenset[int]] = {
+    **{op: frozenset({1}) for op in ("Reshape", "Expand", "Tile", "Squeeze", "Unsqueeze", "Split", "TopK")},
+    **{op: frozenset({1}) for op in ("ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd")},
+    "Slice": frozenset({1, 2, 3, 4}),
+    "Pad": frozenset({1, 2, 3}),
+    "Resize": frozenset({1, 2, 3}),
+    "Upsample": frozenset({1}),
+    "Clip": frozenset({1, 2}),
+    "ConstantOfShape": frozenset({0}),
+}
+
+#: Input slots that hold a layer's weights.
+_PARAM_INPUTS: Mapping[str, frozenset[int]] = {
+    "Conv": frozenset({1, 2}),
+    "ConvTranspose": frozenset({1, 2}),
+    "Gemm": frozenset({0, 1, 2}),
+    "MatMul": frozenset({0, 1}),
+    "BatchNormalization": frozenset({1, 2}),
+    "InstanceNormalization": frozenset({1, 2}),
+    "LayerNormalization": frozenset({1, 2}),
+    "GroupNormalization": frozenset({1, 2}),
+    "PRelu": frozenset({1}),
+    "DequantizeLinear": frozenset({0}),
+}
+#: Input slots that hold running statistics (PyTorch buffers).
+_BUFFER_INPUTS: Mapping[str, frozenset[int]] = {"BatchNormalization": frozenset({3, 4})}
+
+
+def register_onnx_formula(*op_types: str) -> Callable[[OnnxFormula], OnnxFormula]:
+    """Register ``formula`` for each ONNX ``op_type`` (default domain)."""
+
+    def deco(fn: OnnxFormula) -> OnnxFormula:
+        for op in op_types:
+            if op in ONNX_FORMULAS or op in VIEW_OPS or op in FREE_OPS:
+                raise ValueError(f"ONNX formula for {op} registered twice")
+            ONNX_FORMULAS[op] = fn
+        return fn
+
+    return deco
+
+
+def _numel(shape: Shape | None) -> int:
+    return math.prod(shape) if shape is not None else 0
+
+
+# --- matmul family ------------------------------------------------------------------------------------
+
+
+@register_onnx_formula("Conv")
+def _conv(n: OnnxNode) -> OpCost:
+    y = n.output()
+    macs = conv_macs(n.input(0), n.input(1), y, transposed=False)
+    return OpCost(macs=macs, flops=2 * macs + (_numel(y) if n.has_input(2) else 0))
+
+
+@register_onnx_formula("ConvTranspose")
+def _conv_transpose(n: OnnxNode) -> OpCost:
+    y = n.output()
+    macs = conv_macs(n.input(0), n.input(1), y, transposed=True)
+    return OpCost(macs=macs, flops=2 * macs + (_numel(y) if n.has_input(2) else 0))
+
+
+@register_onnx_formula("Gemm")
+def _gemm(n: OnnxNode) -> OpCost:
+    a, y = n.input(0), n.output()
+    k = a[0] if n.attrs.get("transA", 0) else a[1]
+    macs = _numel(y) * k
+    return OpCost(macs=macs, flops=2 * macs + (_numel(y) if n.has_input(2) else 0))
+
+
+@register_onnx_formula("MatMul")
+def _matmul(n: OnnxNode) -> OpCost:
+    # Every output element is one K-long dot product, whatever the broadcasting of the batch dimensions.
+    macs = _numel(n.output()) * n.input(0)[-1]
+    return OpCost(macs=macs, flops=2 * macs)
+
+
+# --- element-wise ----------------------------------------------------------------------------------------
+
+
+def _per_element(flops_per_element: int) -> OnnxFormula:
+    def formula(n: OnnxNode) -> OpCost:
+        return OpCost(flops=flops_per_element * _numel(n.output()))
+
+    return formula
+
+
+register_onnx_formula(
+    "Add", "Sub", "Mul", "Div", "Relu", "Tanh", "Neg", "Abs", "Exp", "Log", "Sqrt", "Reciprocal", "Pow"
+)(_per_element(1))
+register_onnx_formula("LeakyRelu", "PRelu")(_per_element(2))
+register_onnx_formula("Sigmoid", "HardSigmoid", "Elu")(_per_element(4))
+register_onnx_formula("HardSwish", "Softmax", "LogSoftmax")(_per_element(5))
+
+
+@register_onnx_formula("Gelu")
+def _gelu(n: OnnxNode) -> OpCost:
+    return OpCost(flops=(9 if n.attrs.get("approximate", "none") == "tanh" else 5) * _numel(n.output()))
+
+
+@register_onnx_formula("Clip")
+def _clip(n: OnnxNode) -> OpCost:
+    # opset >= 11: bounds are inputs 1 and 2; before: attributes min / max
+    bounds = sum(1 for i in (1, 2) if n.has_input(i)) + sum(1 for a in ("min", "max") if a in n.attrs)
+    return OpCost(flops=bounds * _numel(n.output()))
+
+
+@register_onnx_formula("Max", "Min", "Sum")
+def _variadic(n: OnnxNode) -> OpCost:
+    return OpCost(flops=(len(n.inputs) - 1) * _numel(n.output()))
+
+
+@register_onnx_formula("Mean")
+def _variadic_mean(n: OnnxNode) -> OpCost:
+    return OpCost(flops=len(n.inputs) * _numel(n.output()))
+
+
+# --- normalisation ----------------------------------------------------------------------------------------
+
+
+@register_onnx_formula("BatchNormalization")
+def _batch_norm(n: OnnxNode) -> OpCost:
+    return OpCost(flops=(6 if n.attrs.get("training_mode", 0) else 2) * _numel(n.input(0)))
+
+
+def _per_input_element(flops_per_element: int) -> OnnxFormula:
+    def formula(n: OnnxNode) -> OpCost:
+        return OpCost(flops=flops_per_element * _numel(n.input(0)))
+
+    return formula
+
+
+register_onnx_formula("InstanceNormalization", "GroupNormalization")(_per_input_element(6))
+register_onnx_formula("LayerNormalization")(_per_input_element(8))
+
+
+# --- pooling and reductions -----------------------------------------------------------------------------------
+
+
+@register_onnx_formula("MaxPool")
+def _max_pool(n: OnnxNode) -> OpCost:
+    return OpCost(flops=(math.prod(n.attrs["kernel_shape"]) - 1) * _numel(n.output()))
+
+
+@register_onnx_formula("AveragePool")
+def _avg_pool(n: OnnxNode) -> OpCost:
+    return OpCost(flops=math.prod(n.attrs["kernel_shape"]) * _numel(n.output()))
+
+
+register_onnx_formula("GlobalAveragePool", "ReduceMean")(_per_input_element(1))
+
+
+@register_onnx_formula("GlobalMaxPool", "ReduceSum", "ReduceMax", "ReduceMin")
+def _reduce(n: OnnxNode) -> OpCost:
+    return OpCost(flops=_numel(n.input(0)) - _numel(n.output()))
+
+
+# --- data movement ----------------------------------------------------------------------------------------------
+
+
+def _zero(n: OnnxNode) -> OpCost:
+    return OpCost()
+
+
+register_onnx_formula(*sorted(DATA_MOVEMENT_OPS))(_zero)
+
+
+@register_onnx_formula("Resize")
+def _resize(n: OnnxNode) -> OpCost | None:
+    return OpCost() if n.attrs.get("mode", "nearest") == "nearest" else None
+
+
+# --- tensors: element types and sizes ------------------------------------------------------------------------------
+
+_DTYPE_OF_ELEM = {"FLOAT": "fp32", "FLOAT16": "fp16", "BFLOAT16": "bf16", "INT8": "int8", "UINT8": "int8"}
+
+
+def _type_name(elem_type: int) -> str:
+    import onnx
+
+    try:
+        return str(onnx.TensorProto.DataType.Name(elem_type))
+    except ValueError:
+        return f"type{elem_type}"
+
+
+def _is_float(elem_type: int) -> bool:
+    name = _type_name(elem_type)
+    return name.startswith("FLOAT") or name in ("DOUBLE", "BFLOAT16")
+
+
+def _bits(elem_type: int) -> int:
+    name = _type_name(elem_type)
+    if (name.endswith("4") and ("INT" in name or "FLOAT4" in name)) or name == "FLOAT4E2M1":
+        return 4
+    if name.startswith("FLOAT8"):
+        return 8
+    import numpy as np
+    import onnx
+
+    try:
+        return int(np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem_type)).itemsize) * 8
+    except (KeyError, TypeError, ValueError):
+        return 8 * 8  # strings and unknown types: a pointer each (never in a CNN)
+
+
+@dataclass
+class _Tensor:
+    elem_type: int
+    shape: Shape | None
+
+
+def _nbytes(t: _Tensor, override: int | None) -> int:
+    n = _numel(t.shape)
+    if override is not None and _is_float(t.elem_type):
+        return n * override
+    return -(-n * _bits(t.elem_type) // 8)
+
+
+def classify_initializer(
+    op_type: str, index: int, elem_type: int, numel: int, *, torch_params: bool | None = None
+) -> str:
+    """``"param"``, ``"buffer"`` or ``"constant"``: what an initializer is when ``op_type`` consumes it as input
+    ``index`` (see the module docstring for the rules). ``torch_params``: whether the PyTorch operator the node
+    comes from took a parameter (from the dynamo exporter's metadata; ``None``: unknown)."""
+    if index in _BUFFER_INPUTS.get(op_type, ()):
+        return "buffer"
+    if index in _PARAM_INPUTS.get(op_type, ()):
+        return "param"
+    if op_type in _PARAM_INPUTS or index in _ARGUMENT_INPUTS.get(op_type, ()) or torch_params is False:
+        return "constant"
+    return "param" if _is_float(elem_type) and numel > 1 else "constant"
+
+
+def _torch_params(node: onnx.NodeProto) -> bool | None:
+    """Whether the PyTorch operator ``node`` was exported from took a parameter (``%p_*`` in the dynamo exporter's
+    ``pkg.torch.onnx.fx_node``); ``None`` without that metadata."""
+    for prop in node.metadata_props:
+        if prop.key == "pkg.torch.onnx.fx_node":
+            return "%p_" in prop.value
+    return None
+
+
+# --- loading ---------------------------------------------------------------------------------------------------------
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    line = text.splitlines()[0].strip() if text else ""
+    line = line if len(line) <= 300 else line[:297] + "..."
+    return f"{type(exc).__name__}: {line}" if line else type(exc).__name__
+
+
+def _external_files(model: onnx.ModelProto, base: Path) -> list[str]:
+    """Check that every external-data tensor's file exists and is long enough; return the files' names."""
+    import onnx
+
+    files: dict[str, int] = {}
+    for t in _all_initializers(model.graph):
+        if t.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        info = {e.key: e.value for e in t.external_data}
+        loc = info.get("location", "")
+        target = (base / loc).resolve()
+        if not loc or not target.is_file():
+            raise ArtifactError(
+                f"external data of tensor {t.name!r} is missing: {base / loc if loc else '(no location)'} "
+                "(keep the .onnx file next to its data file)"
+            )
+        size = files.setdefault(loc, target.stat().st_size)
+        end = int(info.get("offset", 0)) + int(info.get("length", 0))
+        if end > size:
+            raise ArtifactError(
+                f"external data file {base / loc} is truncated: tensor {t.name!r} needs bytes up to {end}, "
+                f"the file has {size}"
+            )
+    return sorted(files)
+
+
+def _all_initializers(graph: onnx.GraphProto) -> Iterable[onnx.TensorProto]:
+    yield from graph.initializer
+    for node in graph.node:
+        for sub in _subgraphs(node):
+            yield from _all_initializers(sub)
+
+
+def _subgraphs(node: onnx.NodeProto) -> Iterable[onnx.GraphProto]:
+    for a in node.attribute:
+        if a.HasField("g"):
+            yield a.g
+        yield from a.graphs
+
+
+def _load(path: Path) -> tuple[onnx.ModelProto, list[str]]:
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    if not path.is_file():
+        raise ArtifactError(f"ONNX file not found: {path}")
+    try:
+        # Weights stay on disk: only their shapes and types are needed.
+        model = onnx.load(os.fspath(path), load_external_data=False)
+    except (DecodeError, OSError, ValueError, RuntimeError, TypeError) as exc:
+        raise ArtifactError(f"{path} is not an ONNX model (cannot parse it: {_first_line(exc)})") from None
+    external = _external_files(model, path.parent)
+    inits = {t.name for t in model.graph.initializer}
+    for vi in model.graph.input:  # before the checker, whose message would not name the input
+        if vi.name not in inits and _dims(vi) is None:
+            raise InvalidInput(
+                f"graph input {vi.name!r} has no declared tensor shape (unknown rank); cannot profile it"
+            )
+    try:
+        onnx.checker.check_model(os.fspath(path))
+    except (onnx.checker.ValidationError, ValueError, RuntimeError, OSError) as exc:
+        raise ArtifactError(f"{path} is not a valid ONNX model: {_first_line(exc)}") from None
+    for t in model.graph.initializer:  # shape-like constants are needed by shape inference's data propagation
+        if t.data_location == onnx.TensorProto.EXTERNAL and math.prod(t.dims) <= 64:
+            onnx.external_data_helper.load_external_data_for_tensor(t, os.fspath(path.parent))
+            t.data_location = onnx.TensorProto.DEFAULT
+            del t.external_data[:]
+    return model, external
+
+
+def _dims(vi: onnx.ValueInfoProto) -> list[Any] | None:
+    if not vi.type.HasField("tensor_type") or not vi.type.tensor_type.HasField("shape"):
+        return None
+    return [d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in vi.type.tensor_type.shape.dim]
+
+
+def _set_batch(model: onnx.ModelProto, inits: set[str], batch_size: int | None) -> int:
+    """Fix dimension 0 of every graph input to the batch; returns the batch. Any other symbolic dim: InvalidInput."""
+    batch = batch_size
+    for vi in model.graph.input:
+        if vi.name in inits:
+            continue
+        dims = _dims(vi)
+        if dims is None:
+            raise InvalidInput(f"graph input {vi.name!r} has no declared tensor shape; cannot profile it")
+        for i, d in enumerate(dims):
+            if isinstance(d, int) and i == 0 and dims:
+                if batch_size is not None and d != batch_size:
+                    raise InvalidInput(
+                        f"graph input {vi.name!r} has a fixed batch of {d}, not {batch_size}: profile it at batch {d} "
+                        "or export with a dynamic batch"
+                    )
+                batch = d if batch is None else batch
+            elif not isinstance(d, int) and i > 0:
+                raise InvalidInput(
+                    f"graph input {vi.name!r} dimension {i} is symbolic ({d or 'unnamed'}); only the batch "
+                    "(dimension 0) can be set: export the model with a fixed input size"
+                )
+    batch = batch or 1
+    for vi in model.graph.input:
+        if vi.name in inits:
+            continue
+        dims_proto = vi.type.tensor_type.shape.dim
+        if dims_proto and not dims_proto[0].HasField("dim_value"):
+            dims_proto[0].dim_value = batch
+    return batch
+
+
+def _skeleton(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The graph without its weights: they become typed graph inputs, so inference never copies them. Small
+    initializers (shapes, axes, Resize scales) stay: shape inference propagates their values."""
+    import onnx
+
+    sk = onnx.ModelProto(ir_version=model.ir_version)
+    sk.opset_import.extend(model.opset_import)
+    sk.functions.extend(model.functions)
+    g = sk.graph
+    g.name = model.graph.name
+    g.node.extend(model.graph.node)
+    g.input.extend(model.graph.input)
+    g.output.extend(model.graph.output)
+    declared = {vi.name for vi in g.input}
+    for t in model.graph.initializer:
+        if math.prod(t.dims) > 64 or t.data_location == onnx.TensorProto.EXTERNAL:
+            if t.name not in declared:
+                g.input.append(onnx.helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)))
+        else:
+            g.initializer.append(t)
+    for vi in g.output:  # the exporter's symbolic output shapes would win over the fixed batch
+        for d in vi.type.tensor_type.shape.dim:
+            if not d.HasField("dim_value"):
+                d.Clear()
+    return sk
+
+
+def _infer(model: onnx.ModelProto, path: Path) -> dict[str, _Tensor]:
+    import onnx
+
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
+    except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError, RuntimeError) as exc:
+        raise ArtifactError(f"{path}: ONNX shape inference failed: {_first_line(exc)}") from None
+    values: dict[str, _Tensor] = {}
+    for vi in [*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output]:
+        if not vi.type.HasField("tensor_type"):
+            continue
+        dims = _dims(vi)
+        shape = tuple(dims) if dims is not None and all(isinstance(d, int) for d in dims) else None
+        prev = values.get(vi.name)
+        if prev is None or prev.shape is None:
+            values[vi.name] = _Tensor(vi.type.tensor_type.elem_type, shape)
+    for t in inferred.graph.initializer:
+        values[t.name] = _Tensor(t.data_type, tuple(int(d) for d in t.dims))
+    return values
+
+
+# --- names from the exporter's metadata ------------------------------------------------------------------------------
+
+
+@dataclass
+class _Scope:
+    module: str
+    leafable: bool  # the node runs inside ``module`` itself (name it after the module if that is a leaf)
+    fx_op: str
+    chain: list[tuple[str, str]] = field(default_factory=list)  # (module path, class name) outermost first
+
+
+def _literal_list(text: str | None) -> list[str] | None:
+    if not text:
+        return None
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return None
+    return [str(v) for v in value] if isinstance(value, list) else None
+
+
+_WEIGHT = re.compile(r"^(?P<module>.+)\.weight$")
+_CALL_SUFFIX = re.compile(r"_\d+$")
+
+
+def _scope(node: onnx.NodeProto) -> _Scope | None:
+    meta = {p.key: p.value for p in node.metadata_props}
+    scopes = _literal_list(meta.get("pkg.torch.onnx.name_scopes"))
+    if scopes:
+        classes = _literal_list(meta.get("pkg.torch.onnx.class_hierarchy")) or []
+        mods = scopes[:-1] or [""]
+        chain = [(s, c.rsplit(".", 1)[-1]) for s, c in zip(mods, classes[: len(mods)], strict=False)]
+        fx_op = classes[-1].split(".")[1] if len(classes) > len(mods) and classes[-1].count(".") >= 1 else ""
+        fx_op = fx_op or _CALL_SUFFIX.sub("", scopes[-1])
+        if "FuseBatchNormInto" in meta.get("pkg.onnxscript.rewriter.rule_name", "") and len(node.input) > 1:
+            m = _WEIGHT.match(node.input[1])
+            if m:  # the BatchNorm was folded into this Conv: name the row after the convolution
+                return _Scope(m.group("module"), True, fx_op, chain[:-1])
+        return _Scope(mods[-1], True, fx_op, chain)
+    if node.name.startswith("/") and node.name.count("/") >= 2:
+        # TorchScript exporter: "/layer1/layer1.0/conv1/Conv" -> module "layer1.0.conv1"
+        path = ""
+        for part in node.name.strip("/").split("/")[:-1]:
+            path = part if not path or part.startswith(path + ".") else f"{path}.{part}"
+        return _Scope(path, False, "", [])
+    return None
+
+
+_FX_ARGS = re.compile(r"\(args = \((?P<args>.*?)\), kwargs = ")
+
+
+def _folded_batchnorm(node: onnx.NodeProto, channels: int | None) -> tuple[str, int] | None:
+    """``(BatchNorm module path, its affine parameter elements)`` when the dynamo exporter's optimizer folded a
+    BatchNorm into this Conv / ConvTranspose / Gemm (the node then carries the BatchNorm's metadata); else None."""
+    meta = {p.key: p.value for p in node.metadata_props}
+    if "FuseBatchNormInto" not in meta.get("pkg.onnxscript.rewriter.rule_name", ""):
+        return None
+    scopes = _literal_list(meta.get("pkg.torch.onnx.name_scopes")) or []
+    module = scopes[-2] if len(scopes) >= 2 else ""
+    m = _FX_ARGS.search(meta.get("pkg.torch.onnx.fx_node", ""))
+    args = [a.strip() for a in m.group("args").split(",")] if m else []
+    # aten batch norm args: (input, weight, bias, running_mean, running_var, ...); "%p_*" are parameters, a
+    # BatchNorm2d(affine=False) passes None.
+    affine = sum(1 for a in args[1:3] if a.startswith("%p_"))
+    return module, affine * (channels or 0)
+
+
+# --- the profiler -----------------------------------------------------------------------------------------------------
+
+
+def _attrs(node: onnx.NodeProto) -> dict[str, Any]:
+    import onnx
+
+    out: dict[str, Any] = {}
+    for a in node.attribute:
+        value = onnx.helper.get_attribute_value(a)
+        out[a.name] = value.decode() if isinstance(value, bytes) else value
+    return out
+
+
+def _referenced_in_subgraphs(graph: onnx.GraphProto) -> set[str]:
+    names: set[str] = set()
+    for node in graph.node:
+        for sub in _subgraphs(node):
+            for n in sub.node:
+                names.update(n.input)
+            names |= _referenced_in_subgraphs(sub)
+    return names
+
+
+def _graph_dtype(model: onnx.ModelProto, values: Mapping[str, _Tensor], inputs: Sequence[str]) -> str:
+    """The dtype label: the element type holding most initializer elements, else the first input's."""
+    by_type: dict[int, int] = {}
+    for t in model.graph.initializer:
+        if _is_float(t.data_type) or _type_name(t.data_type) in ("INT8", "UINT8"):
+            by_type[t.data_type] = by_type.get(t.data_type, 0) + math.prod(t.dims)
+    elem = max(by_type, key=lambda k: by_type[k]) if by_type else (values[inputs[0]].elem_type if inputs else 1)
+    name = _type_name(elem)
+    if name not in _DTYPE_OF_ELEM:
+        raise InvalidInput(
+            f"the graph's tensors are {name}, which has no profile dtype; pass dtype= (one of {', '.join(DTYPE_BYTES)})"
+        )
+    return _DTYPE_OF_ELEM[name]
+
+
+def profile_onnx(
+    path: str | os.PathLike[str],
+    *,
+    batch_size: int | None = None,
+    dtype: str | None = None,
+) -> ModelProfile:
+    """Per-node parameters, MACs, FLOPs, activation bytes and memory traffic of an ONNX file.
+
+    Args:
+        path: the ``.onnx`` file; external data (``<name>.onnx.data``) is found next to it and never loaded.
+        batch_size: the size given to a symbolic batch (dimension 0 of the graph inputs); default 1, or the
+            graph's own fixed batch. A fixed batch other than ``batch_size`` is an error.
+        dtype: ``fp32`` | ``tf32`` | ``fp16`` | ``bf16`` | ``int8`` overrides the size of floating-point tensors;
+            default: each tensor's ONNX element type, and the profile's dtype is the type holding most weights.
+
+    Returns:
+        A :class:`ModelProfile` with ``source="onnx"`` and one row (``kind="onnx"``, ``op`` = the node's op type)
+        per node, so :func:`deploykit.profile.roofline.roofline` and the report tables work on it unchanged.
+        ``spec`` describes the file: opset, producer, inputs and outputs, the initializer classes
+        (``initializers``: parameter / buffer / constant / unused elements, plus the ``folded_batchnorm`` and
+        ``fused_bias`` elements of the exporter's BatchNorm folding) and ``folded_batchnorms`` (module paths).
+
+    Raises:
+        ArtifactError: the file is missing, not ONNX, rejected by ``onnx.checker``, its external data is missing
+            or truncated, or shape inference fails.
+        InvalidInput: a bad ``batch_size`` / ``dtype``, or a symbolic dimension other than the batch.
+
+    Conventions and the per-op formulas: see this module's docstring (they are those of the PyTorch profile).
+
+    >>> p = profile_onnx("deploykit-out/resnet18.onnx")           # doctest: +SKIP
+    >>> p.total_macs                                              # doctest: +SKIP
+    1814073344
+    """
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
+        raise InvalidInput(f"batch size must be a positive integer, got {batch_size!r}")
+    if dtype is not None and dtype not in DTYPE_BYTES:
+        raise InvalidInput(f"unknown dtype {dtype!r}; choose from {', '.join(DTYPE_BYTES)}")
+    p = Path(path)
+    model, external = _load(p)
+    graph = model.graph
+    init_protos = {t.name: t for t in graph.initializer}
+    batch = _set_batch(model, set(init_protos), batch_size)
+    values = _infer(_skeleton(model), p)
+    inputs = [vi.name for vi in graph.input if vi.name not in init_protos]
+    label = dtype or _graph_dtype(model, values, inputs)
+    override = DTYPE_BYTES[dtype] if dtype is not None else None
+    opset = next((int(o.version) for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+    producer = f"{model.producer_name} {model.producer_version}".strip()
+
+    # ``Identity(initializer)`` (TorchScript's de-duplication) aliases the initializer itself.
+    alias: dict[str, str] = {}
+    for node in graph.node:
+        if node.op_type == "Identity" and node.domain in ("", "ai.onnx") and node.input:
+            src = alias.get(node.input[0], node.input[0])
+            if src in init_protos:
+                alias[node.output[0]] = src
+
+    scopes = [_scope(n) for n in graph.node]
+    all_modules = {s for sc in scopes if sc for s, _ in sc.chain}
+    all_modules |= {sc.module for sc in scopes if sc}
+    module_types = {s: c for sc in scopes if sc for s, c in sc.chain}
+
+    def is_leaf(module: str) -> bool:
+        return bool(module) and not any(m.startswith(module + ".") for m in all_modules)
+
+    name_counts: dict[str, int] = {}
+
+    def unique(base: str) -> str:
+        k = name_counts.get(base, 0) + 1
+        name_counts[base] = k
+        return base if k == 1 else f"{base}#{k}"
+
+    seen_inits: set[str] = set()
+    classes = {"param": 0, "buffer": 0, "constant": 0}
+    folded: dict[str, int] = {}  # BatchNorm module path -> affine parameter elements folded away
+    fused_bias = 0
+    rows: list[LayerProfile] = []
+    for index, node in enumerate(graph.node):
+        domain = node.domain if node.domain not in ("", "ai.onnx") else ""
+        op = f"{domain}:{node.op_type}" if domain else node.op_type
+        ins = [alias.get(n, n) for n in node.input]
+        outs = list(node.output)
+
+        params = param_bytes = 0
+        for i, name in enumerate(ins):
+            t = init_protos.get(name)
+            if t is None or name in seen_inits:
+                continue
+            seen_inits.add(name)
+            numel = math.prod(t.dims)
+            kind = classify_initializer(op, i, t.data_type, numel, torch_params=_torch_params(node))
+            classes[kind] += numel
+            if kind == "param":
+                params += numel
+                param_bytes += _nbytes(_Tensor(t.data_type, tuple(t.dims)), override)
+
+        in_t = [values.get(n) if n else None for n in ins]
+        out_t = [values.get(n) if n else None for n in outs]
+        unknown = any(n and (t is None or t.shape is None) for n, t in zip([*ins, *outs], [*in_t, *out_t], strict=True))
+        macs = flops = act = traffic = 0
+        unsupported: list[str] = []
+        if op in FREE_OPS or op in VIEW_OPS:
+            pass
+        elif unknown:
+            unsupported.append(f"{op} (shape unknown)")
+        else:
+            formula = ONNX_FORMULAS.get(op)
+            info = OnnxNode(
+                op_type=op,
+                attrs=_attrs(node),
+                inputs=tuple(t.shape if t is not None else None for t in in_t),
+                outputs=tuple(t.shape if t is not None else None for t in out_t),
+            )
+            cost = formula(info) if formula is not None else None
+            if cost is None:
+                unsupported.append(op)
+            else:
+                macs, flops = cost.macs, cost.flops
+            args = _ARGUMENT_INPUTS.get(op, frozenset())
+            read = {n: t for i, (n, t) in enumerate(zip(ins, in_t, strict=True)) if n and t is not None and i not in args}
+            written = [t for n, t in zip(outs, out_t, strict=True) if n and t is not None]
+            act = sum(_nbytes(t, override) for t in written)
+            traffic = sum(_nbytes(t, override) for t in read.values()) + act
+
+        if op in ("Conv", "ConvTranspose", "Gemm"):
+            out_shape = out_t[0].shape if out_t and out_t[0] is not None else None
+            fold = _folded_batchnorm(node, out_shape[1] if out_shape is not None and len(out_shape) > 1 else None)
+            if fold is not None:
+                folded[fold[0]] = folded.get(fold[0], 0) + fold[1]
+                # the fold gives a bias-less node the bias ``<weight>_bias`` (dropped again when it is all zero)
+                if len(ins) > 2 and len(ins[1]) and ins[2] == f"{ins[1]}_bias" and ins[2] in init_protos:
+                    fused_bias += math.prod(init_protos[ins[2]].dims)
+
+        sc = scopes[index]
+        if sc is None:
+            module, base = "", node.name or f"{node.op_type}_{index}"
+        elif sc.leafable and sc.fx_op:
+            module = sc.module
+            base = module if is_leaf(module) else (f"{module}/{sc.fx_op}" if module else sc.fx_op)
+        else:
+            module, base = sc.module, node.name or f"{node.op_type}_{index}"
+        rows.append(
+            LayerProfile(
+                name=unique(base),
+                module=module,
+                op=op,
+                kind="onnx",
+                input_shapes=tuple(t.shape for n, t in zip(ins, in_t, strict=True) if n and t is not None and t.shape is not None),
+                output_shapes=tuple(t.shape for n, t in zip(outs, out_t, strict=True) if n and t is not None and t.shape is not None),
+                params=params,
+                macs=macs,
+                flops=flops,
+                param_bytes=param_bytes,
+                act_bytes=act,
+                traffic_bytes=traffic,
+                unsupported=tuple(unsupported),
+            )
+        )
+
+    consumed = seen_inits | _referenced_in_subgraphs(graph)
+    unused = sum(
+        math.prod(t.dims) for name, t in init_protos.items() if name not in consumed and _is_float(t.data_type)
+    )
+    first = values.get(inputs[0]) if inputs else None
+    input_shape: Shape = first.shape if first is not None and first.shape is not None else (batch,)
+
+    def io(names: Iterable[str]) -> list[dict[str, Any]]:
+        return [
+            {"name": n, "shape": list(values[n].shape or ()), "dtype": _type_name(values[n].elem_type).lower()}
+            for n in names
+            if n in values
+        ]
+
+    spec = {
+        "file": os.fspath(p),
+        "format": "onnx",
+        "opset": opset,
+        "producer": producer,
+        "batch_size": batch,
+        "inputs": io(inputs),
+        "outputs": io(o.name for o in graph.output),
+        "nodes": len(graph.node),
+        "initializers": {"params": classes["param"], "buffers": classes["buffer"], "constants": classes["constant"],
+                         "unused": unused, "folded_batchnorm": sum(folded.values()), "fused_bias": fused_bias},
+        "folded_batchnorms": sorted(folded),
+        "external_data": external,
+    }
+    return ModelProfile(
+        model=p.name[: -len(".onnx")] if p.name.endswith(".onnx") else p.stem,
+        input_shape=input_shape,
+        dtype=label,
+        layers=tuple(rows),
+        unused_params=unused,
+        module_types=module_types,
+        spec=spec,
+        source="onnx",
+    )
+
+
+# --- reconciling with the PyTorch module ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ParamReconciliation:
+    """Where each parameter element of a PyTorch module went in its ONNX export (see :func:`reconcile_params`).
+
+    ``torch_params == stored + folded_batchnorm + zero_bias_dropped + deduplicated + not_exported`` and
+    ``onnx_params == stored + onnx_only`` hold by construction; the point is that ``onnx_params`` equals
+    ``profile_onnx(path).total_params``, and ``not_exported`` only the parameters the forward never uses.
+
+    Attributes:
+        torch_params: ``sum(p.numel() for p in module.parameters())``.
+        stored: elements of parameters found in the file under their own name, with their own shape.
+        folded_batchnorm: elements of BatchNorm weights / biases folded into the preceding Conv / Gemm.
+        zero_bias_dropped: elements of all-zero ``Conv*d`` / ``ConvTranspose*d`` / ``Linear`` biases missing from
+            the file (the exporter's optimizer removes all-zero Conv / Gemm biases).
+        deduplicated: elements of parameters stored under another name, as an initializer with equal values.
+        not_exported: elements of parameters the file holds in none of these ways (unused by the forward).
+        onnx_only: elements of initializers that :func:`profile_onnx` counts as parameters but that are named
+            after no parameter or buffer of the module (biases created by BatchNorm folding, exporter-made copies).
+    """
+
+    torch_params: int
+    stored: int
+    folded_batchnorm: int
+    zero_bias_dropped: int
+    deduplicated: int
+    not_exported: int
+    onnx_only: int
+
+    @property
+    def onnx_params(self) -> int:
+        return self.stored + self.onnx_only
+
+
+#: Module classes whose bias the exporter emits as a Conv / ConvTranspose / Gemm bias input (dropped when all zero).
+_BIASED = frozenset({"Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d", "Linear"})
+
+
+def reconcile_params(module: Any, path: str | os.PathLike[str]) -> ParamReconciliation:
+    """Account for every parameter of ``module`` (an ``nn.Module`` with real weights) in its ONNX export ``path``.
+
+    The dynamo exporter's optimizer changes what the file holds, depending on the weights' *values*: it folds
+    eval-mode BatchNorms into the Conv / Gemm before them, drops all-zero Conv / Gemm biases (a freshly
+    initialised BatchNorm folds to a zero bias; vgg, densenet and mobilenet initialise biases to zero) and
+    de-duplicates initializers with equal contents. This names each parameter's fate, using the names the
+    exporter keeps (``layer1.0.conv1.weight``) and the values in the file.
+
+    >>> r = reconcile_params(model, "out/resnet18.onnx")          # doctest: +SKIP
+    >>> r.onnx_params == profile_onnx("out/resnet18.onnx").total_params   # doctest: +SKIP
+    True
+    """
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    p = Path(path)
+    model, _ = _load(p)
+    folded = set(profile_onnx(p).spec.get("folded_batchnorms", ()))
+    onnx.external_data_helper.load_external_data_for_model(model, os.fspath(p.parent))
+    inits = {t.name: t for t in model.graph.initializer if _is_float(t.data_type)}
+    by_shape: dict[tuple[int, ...], list[Any]] = {}
+    for t in inits.values():
+        by_shape.setdefault(tuple(int(d) for d in t.dims), []).append(t)
+    values: dict[str, Any] = {}
+
+    def value(t: Any) -> Any:
+        if t.name not in values:
+            values[t.name] = numpy_helper.to_array(t)
+        return values[t.name]
+
+    def owner_type(path: str) -> str:
+        try:
+            return type(module.get_submodule(path)).__name__
+        except AttributeError:
+            return ""
+
+    counts = dict.fromkeys(("stored", "folded_batchnorm", "zero_bias_dropped", "deduplicated", "not_exported"), 0)
+    names = set()
+    for name, param in module.named_parameters():
+        names.add(name)
+        numel, shape = int(param.numel()), tuple(int(d) for d in param.shape)
+        t = inits.get(name)
+        owner = name.rsplit(".", 1)[0] if "." in name else ""
+        if t is not None and tuple(int(d) for d in t.dims) == shape:
+            kind = "stored"
+        elif owner in folded and name.rsplit(".", 1)[-1] in ("weight", "bias"):
+            kind = "folded_batchnorm"
+        else:
+            array = param.detach().float().cpu().numpy()
+            if name.endswith(".bias") and owner_type(owner) in _BIASED and not array.any():
+                kind = "zero_bias_dropped"
+            elif any(np.array_equal(value(c).astype(np.float32), array) for c in by_shape.get(shape, ())):
+                kind = "deduplicated"
+            else:
+                kind = "not_exported"
+        counts[kind] += numel
+    names |= {name for name, _ in module.named_buffers()}
+    onnx_only, seen = 0, set()
+    for node in model.graph.node:  # initializers named after nothing in the module, in a parameter role
+        op = node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}:{node.op_type}"
+        for i, name in enumerate(node.input):
+            t = inits.get(name)
+            if t is None or name in names or name in seen:
+                continue
+            seen.add(name)
+            n = math.prod(t.dims)
+            if classify_initializer(op, i, t.data_type, n, torch_params=_torch_params(node)) == "param":
+                onnx_only += n
+    return ParamReconciliation(torch_params=sum(int(q.numel()) for q in module.parameters()), onnx_only=onnx_only,
+                               **counts)
