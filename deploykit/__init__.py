@@ -30,6 +30,7 @@ _EXPORTS: dict[str, str] = {
     "ShapeError": "deploykit.errors",
     "TimingOptions": "deploykit.bench",
     "ValidationError": "deploykit.errors",
+    "compare_models": "deploykit.profile",
     "compare_results": "deploykit.report",
     "create_model": "deploykit.models",
     "export_onnx": "deploykit.export",

@@ -10,7 +10,7 @@ import deploykit
 PUBLIC = [
     "ArtifactError", "BackendUnavailable", "BenchResult", "BenchSpec", "CellResult", "DeploykitError",
     "ExportError", "InvalidInput", "ModelNotFound", "ModelProfile", "ModelSpec", "OnnxArtifact", "Runner",
-    "ShapeError", "TimingOptions", "ValidationError", "compare_results", "create_model", "export_onnx",
+    "ShapeError", "TimingOptions", "ValidationError", "compare_models", "compare_results", "create_model", "export_onnx",
     "get_device", "get_model_spec", "list_models", "load_results", "memory_report", "profile_model", "profile_onnx", "register_model",
     "roofline", "run_bench",
 ]

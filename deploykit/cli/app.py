@@ -10,6 +10,7 @@ import typer
 
 from deploykit.cli import bench as _bench
 from deploykit.cli import check as _check
+from deploykit.cli import compare as _compare
 from deploykit.cli import export as _export
 from deploykit.cli import models as _models
 from deploykit.cli import profile as _profile
@@ -23,7 +24,7 @@ app = typer.Typer(
     rich_markup_mode="rich",
 )
 
-_COMMAND_MODULES: tuple = (_models, _profile, _export, _bench, _check)
+_COMMAND_MODULES: tuple = (_models, _profile, _compare, _export, _bench, _check)
 
 for _module in _COMMAND_MODULES:
     _module.register(app)

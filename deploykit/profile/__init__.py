@@ -1,5 +1,12 @@
-"""Profiling: ``(module, input) -> ModelProfile`` (per-layer costs), memory model, ONNX graph profile, roofline, device presets."""
+"""Profiling: ``(module, input) -> ModelProfile`` (per-layer costs), memory model, ONNX graph profile, comparison, roofline, device presets."""
 
+from deploykit.profile.compare import (
+    CompareOptions,
+    Comparison,
+    ModelSummary,
+    compare_models,
+    summarize_model,
+)
 from deploykit.profile.counter import profile_model, profile_module
 from deploykit.profile.devices import PRESETS, DevicePreset, custom_device, get_device
 from deploykit.profile.memory import (
@@ -22,6 +29,8 @@ __all__ = [
     "DTYPE_BYTES",
     "OPTIMIZERS",
     "PRESETS",
+    "CompareOptions",
+    "Comparison",
     "DevicePreset",
     "InferenceMemory",
     "LayerMemory",
@@ -29,11 +38,13 @@ __all__ = [
     "LayerRoofline",
     "MemoryReport",
     "ModelProfile",
+    "ModelSummary",
     "ParamReconciliation",
     "ReferenceMemory",
     "RooflineProfile",
     "TrainingMemory",
     "aggregate_layers",
+    "compare_models",
     "custom_device",
     "get_device",
     "inference_memory",
@@ -44,5 +55,6 @@ __all__ = [
     "profile_onnx",
     "reconcile_params",
     "roofline",
+    "summarize_model",
     "training_memory",
 ]

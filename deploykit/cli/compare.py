@@ -1,0 +1,91 @@
+"""``deploykit compare``: the totals and findings of two or more models side by side."""
+
+from __future__ import annotations
+
+from contextlib import nullcontext as _nullcontext
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from deploykit.cli._common import console, err_console, handle_errors
+
+FORMATS = ("table", "json", "markdown")
+
+HELP = """Compare models side by side at one batch size and dtype: parameters (and the share in fully
+connected layers), MACs, FLOPs, inference activation peak and training-step peak (memory model), the
+roofline floor on a GPU preset and the share of it in memory-bound layers, then each model's top findings.
+
+Example: `deploykit compare nin vgg16 --plot figs/`. Everything is computed on the meta device (no GPU
+needed); --measure also times each model's forward on a CUDA GPU. The ratio in parentheses compares a
+model with the first one. Conventions as in `deploykit profile --help` (MACs = conv/linear/matmul
+multiply-accumulates; FLOPs = 2 per MAC + element-wise work; MB = 10^6 bytes).
+"""
+
+
+def register(app: typer.Typer) -> None:
+    app.command("compare", help=HELP)(compare)
+
+
+@handle_errors
+def compare(
+    models: Annotated[list[str], typer.Argument(help="Two or more registered model names (see `deploykit list`).")],
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Samples per batch.")] = 1,
+    dtype: Annotated[str, typer.Option(help="fp32 | tf32 | fp16 | bf16 | int8: element size and roofline peak.")] = "fp32",
+    gpu: Annotated[str, typer.Option(help="Roofline device preset: h100, h100-measured, a100, l4, t4, rtx4090, rtx3050-laptop, cpu.")] = "h100",
+    optimizer: Annotated[str, typer.Option(help="Optimizer of the training-step memory: sgd, sgd-momentum, adam, adamw, or none.")] = "adam",
+    memory_target: Annotated[str, typer.Option(help="Allocator the memory model follows: cuda (512-byte blocks) or cpu.")] = "cuda",
+    top: Annotated[int, typer.Option(help="How many layers each finding lists.")] = 1,
+    format: Annotated[str, typer.Option("--format", "-f", help="table | json | markdown.")] = "table",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")] = None,
+    plot: Annotated[Path | None, typer.Option(help="Write compare-roofline.png (all models) and <model>-layers.png to this folder.")] = None,
+    measure: Annotated[bool, typer.Option("--measure", help="Also measure each model's forward latency on the CUDA GPU (needs CUDA).")] = False,
+    iterations: Annotated[int, typer.Option(help="Timed forward passes for --measure.")] = 20,
+) -> None:
+    from deploykit._io import atomic_write_text
+    from deploykit.errors import InvalidInput
+    from deploykit.profile.compare import CompareOptions, compare_models
+    from deploykit.report import compare as rc
+
+    if format not in FORMATS:
+        raise InvalidInput(f"unknown format {format!r}; choose from {', '.join(FORMATS)}")
+    options = CompareOptions(batch_size=batch_size, dtype=dtype, gpu=gpu,
+                             optimizer=None if optimizer == "none" else optimizer,
+                             memory_target=memory_target, top=top)
+    latencies: list[float | None] | None = None
+    layer_ms: dict[str, dict[str, float]] = {}
+    gpu_name = None
+    if measure:
+        from deploykit.bench.layer_timing import measure_layers
+
+        latencies = []
+        for name in models:  # the first call raises BackendUnavailable when there is no CUDA GPU
+            prof, times = measure_layers(name, batch_size=batch_size, dtype=dtype, device="cuda",
+                                         iterations=iterations)
+            latencies.append(times.end_to_end_ms)
+            layer_ms[prof.model] = dict(times.layer_ms)
+            gpu_name = times.device_name
+    comparison = compare_models(models, options, measured_latency_ms=latencies, measured_device=gpu_name)
+    if plot is not None:
+        for w in rc.plot_comparison(comparison, plot, measured_ms=layer_ms or None):
+            err_console.print(f"wrote {w}", highlight=False)
+    if format == "json":
+        import json
+
+        text = json.dumps(rc.compare_document(comparison), indent=2) + "\n"
+    elif format == "markdown":
+        text = rc.compare_markdown(comparison)
+    else:
+        from rich.console import Console
+
+        out: Any = Console(record=output is not None, width=max(100, console.width) if output is None else 140)
+        with out.capture() if output is not None else _nullcontext():
+            out.print(rc.compare_renderable(comparison))
+        if output is None:
+            return
+        text = out.export_text()
+    if output is not None:
+        atomic_write_text(output, text)
+        console.print(f"wrote {output}")
+    else:
+        typer.echo(text, nl=False)
