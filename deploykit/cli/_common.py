@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
@@ -39,6 +40,17 @@ def handle_errors(fn: F) -> F:
             sys.exit(130)
 
     return wrapper  # type: ignore[return-value]
+
+
+def emit(text: str, output: Path | None) -> None:
+    """Write ``text`` atomically to ``output`` (and say so on stdout), or print it to stdout when no file is given."""
+    if output is None:
+        typer.echo(text, nl=False)
+        return
+    from deploykit._io import atomic_write_text
+
+    atomic_write_text(output, text)
+    console.print(f"wrote {output}")
 
 
 def split_list(text: str | None) -> list[str]:

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from deploykit.cli._common import console, err_console, handle_errors
+from deploykit.cli._common import console, emit, err_console, handle_errors
 
 FORMATS = ("table", "json", "markdown")
 
@@ -42,7 +42,6 @@ def compare(
     measure: Annotated[bool, typer.Option("--measure", help="Also measure each model's forward latency on the CUDA GPU (needs CUDA).")] = False,
     iterations: Annotated[int, typer.Option(help="Timed forward passes for --measure.")] = 20,
 ) -> None:
-    from deploykit._io import atomic_write_text
     from deploykit.errors import InvalidInput
     from deploykit.profile.compare import CompareOptions, compare_models
     from deploykit.report import compare as rc
@@ -84,8 +83,4 @@ def compare(
         if output is None:
             return
         text = out.export_text()
-    if output is not None:
-        atomic_write_text(output, text)
-        console.print(f"wrote {output}")
-    else:
-        typer.echo(text, nl=False)
+    emit(text, output)

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from deploykit.cli._common import console, err_console, handle_errors
+from deploykit.cli._common import console, emit, err_console, handle_errors
 
 FORMATS = ("table", "json", "csv", "markdown")
 
@@ -76,7 +76,6 @@ def profile(
     optimizer: Annotated[str, typer.Option(help="Optimizer of the training-step memory: sgd, sgd-momentum, adam, adamw, or none (inference only).")] = "adam",
     memory_target: Annotated[str, typer.Option(help="Allocator the memory model follows: cuda (512-byte blocks, foreach optimizers) or cpu (exact bytes).")] = "cuda",
 ) -> None:
-    from deploykit._io import atomic_write_text
     from deploykit.errors import InvalidInput
     from deploykit.profile import aggregate_layers, custom_device, get_device, profile_model, roofline
     from deploykit.profile.findings import findings
@@ -188,8 +187,4 @@ def profile(
         if output is None:
             return
         text = out.export_text()
-    if output is not None:
-        atomic_write_text(output, text)
-        console.print(f"wrote {output}")
-    else:
-        typer.echo(text, nl=False)
+    emit(text, output)

@@ -51,7 +51,7 @@ import copy
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -130,8 +130,49 @@ class LayerMemory:
         return cls(**{f.name: d[f.name] for f in fields(cls) if f.name in d})
 
 
+_M = TypeVar("_M", bound="_PerLayerMemory")
+
+
+class _PerLayerMemory:
+    """What :class:`InferenceMemory` and :class:`TrainingMemory` share: per-row lookup and JSON round trip
+    (``input_shape`` as a list, mappings as dicts, ``layers`` as a list of :class:`LayerMemory` dicts)."""
+
+    layers: tuple[LayerMemory, ...]
+
+    def layer(self, name: str) -> LayerMemory:
+        for r in self.layers:
+            if r.name == name:
+                return r
+        raise KeyError(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {}
+        for f in fields(self):  # type: ignore[arg-type]
+            v = getattr(self, f.name)
+            if f.name == "layers":
+                v = [r.to_dict() for r in v]
+            elif f.name == "input_shape":
+                v = list(v)
+            elif isinstance(v, Mapping):
+                v = dict(v)
+            d[f.name] = v
+        return d
+
+    @classmethod
+    def from_dict(cls: type[_M], d: Mapping[str, Any]) -> _M:
+        kw = {f.name: d[f.name] for f in fields(cls) if f.name in d}  # type: ignore[arg-type]
+        for k, v in kw.items():
+            if k == "layers":
+                kw[k] = tuple(LayerMemory.from_dict(r) for r in v)
+            elif k == "input_shape":
+                kw[k] = tuple(v)
+            elif isinstance(v, Mapping):
+                kw[k] = dict(v)
+        return cls(**kw)
+
+
 @dataclass(frozen=True)
-class InferenceMemory:
+class InferenceMemory(_PerLayerMemory):
     """Memory of one inference forward (``eval()``, ``no_grad``) at one batch size.
 
     Attributes:
@@ -176,28 +217,10 @@ class InferenceMemory:
         """Everything the device holds at the peak: resident bytes plus the activation peak."""
         return self.resident_bytes + self.peak_bytes
 
-    def layer(self, name: str) -> LayerMemory:
-        for r in self.layers:
-            if r.name == name:
-                return r
-        raise KeyError(name)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "layers"}
-        d["input_shape"] = list(self.input_shape)
-        d["layers"] = [r.to_dict() for r in self.layers]
-        return d
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> InferenceMemory:
-        kw = {f.name: d[f.name] for f in fields(cls) if f.name in d}
-        kw["input_shape"] = tuple(d["input_shape"])
-        kw["layers"] = tuple(LayerMemory.from_dict(r) for r in d["layers"])
-        return cls(**kw)
 
 
 @dataclass(frozen=True)
-class TrainingMemory:
+class TrainingMemory(_PerLayerMemory):
     """Memory of one steady-state training step at one batch size.
 
     Resident for the whole step: parameters, buffers, optimizer state, the input batch and its targets.
@@ -260,26 +283,6 @@ class TrainingMemory:
         taken just before the step."""
         return self.peak_bytes - self.resident_bytes
 
-    def layer(self, name: str) -> LayerMemory:
-        for r in self.layers:
-            if r.name == name:
-                return r
-        raise KeyError(name)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "layers"}
-        d["input_shape"] = list(self.input_shape)
-        d["peak_breakdown"] = dict(self.peak_breakdown)
-        d["layers"] = [r.to_dict() for r in self.layers]
-        return d
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> TrainingMemory:
-        kw = {f.name: d[f.name] for f in fields(cls) if f.name in d}
-        kw["input_shape"] = tuple(d["input_shape"])
-        kw["peak_breakdown"] = dict(d["peak_breakdown"])
-        kw["layers"] = tuple(LayerMemory.from_dict(r) for r in d["layers"])
-        return cls(**kw)
 
 
 #: The terms of :meth:`MemoryReport.terms`, in display order: (term, where it comes from).
