@@ -137,7 +137,12 @@ class _PerLayerMemory:
     """What :class:`InferenceMemory` and :class:`TrainingMemory` share: per-row lookup and JSON round trip
     (``input_shape`` as a list, mappings as dicts, ``layers`` as a list of :class:`LayerMemory` dicts)."""
 
+    input_shape: tuple[int, ...]
     layers: tuple[LayerMemory, ...]
+
+    @property
+    def batch_size(self) -> int:
+        return self.input_shape[0]
 
     def layer(self, name: str) -> LayerMemory:
         for r in self.layers:
@@ -204,10 +209,6 @@ class InferenceMemory(_PerLayerMemory):
     layers: tuple[LayerMemory, ...]
 
     @property
-    def batch_size(self) -> int:
-        return self.input_shape[0]
-
-    @property
     def resident_bytes(self) -> int:
         """Parameters, buffers and the input: allocated before the forward starts."""
         return self.param_bytes + self.buffer_bytes + self.input_bytes
@@ -267,10 +268,6 @@ class TrainingMemory(_PerLayerMemory):
     peak_where: str
     peak_breakdown: Mapping[str, int]
     layers: tuple[LayerMemory, ...]
-
-    @property
-    def batch_size(self) -> int:
-        return self.input_shape[0]
 
     @property
     def resident_bytes(self) -> int:
