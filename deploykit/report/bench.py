@@ -8,7 +8,7 @@ when a plot is drawn.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -203,6 +203,29 @@ def markdown_table(result: BenchResult) -> str:
     return "\n".join(rows)
 
 
+def reproduce_command(spec: Mapping[str, Any]) -> str | None:
+    """The ``deploykit bench`` command line that re-runs the sweep described by a results file's ``spec``
+    (``None`` for a merged file, whose parts each have their own)."""
+    if not spec.get("models") or "merged_from" in spec:
+        return None
+    parts = ["deploykit bench", *spec["models"]]
+    for option, key in (("--backend", "backends"), ("--precision", "precisions"), ("--batch", "batches")):
+        if spec.get(key):
+            parts.append(f"{option} {','.join(str(v) for v in spec[key])}")
+    timing = spec.get("timing") or {}
+    for option, key in (("--iterations", "iterations"), ("--repeats", "repeats"), ("--warmup", "warmup_iters"),
+                        ("--warmup-seconds", "warmup_seconds"), ("--cell-seconds", "cell_seconds")):
+        if timing.get(key) is not None:
+            parts.append(f"{option} {timing[key]:g}")
+    for option, key in (("--device", "device"), ("--compile-mode", "compile_mode"), ("--image-size", "image_size"),
+                        ("--num-classes", "num_classes"), ("--in-channels", "in_channels"),
+                        ("--input-shape", "input_shape"), ("--seed", "seed"), ("--threads", "threads")):
+        value = spec.get(key)
+        if value is not None:
+            parts.append(f"{option} {'x'.join(map(str, value)) if isinstance(value, (list, tuple)) else value}")
+    return " ".join(parts)
+
+
 def markdown_summary(result: BenchResult, *, plot_name: str | None = None, title: str | None = None) -> str:
     """The whole summary document: environment, regime, fastest correct per cell group, detailed table."""
     regime = result.regime
@@ -221,8 +244,11 @@ def markdown_summary(result: BenchResult, *, plot_name: str | None = None, title
         "- latency = median of the repeat medians (each repeat the median of n samples); noise = IQR/median across"
         " repeats (noisy > 10%, unusable > 25%); rel err = max|out − eager fp32| / max|eager fp32|;"
         " ★ = fastest correct backend for the model, precision and batch.",
-        "",
     ]
+    command = reproduce_command(result.spec)
+    if command:
+        lines.append(f"- re-run: `{command}`")
+    lines.append("")
     summary = summary_lines(result)
     if summary:
         lines += ["## Fastest correct configuration", ""] + [f"- {s}" for s in summary] + [""]

@@ -95,6 +95,12 @@ def test_bench_summary_writes_markdown_and_plot(results_file: Path, tmp_path: Pa
     assert "![median latency](lenet-cpu.png)" in md
     assert "| lenet | 1 | fp32 |" in md
     assert "skipped: cuda-graph needs a CUDA device" in md
+    # the command that re-runs this sweep, rebuilt from the spec stored in the results file
+    assert (
+        "- re-run: `deploykit bench lenet --backend eager,channels-last,cuda-graph,ort --precision fp32 --batch 1,2"
+        " --iterations 4 --repeats 3 --warmup 2 --warmup-seconds 0.2 --cell-seconds 3 --device cpu --seed 0"
+        " --threads 1`"
+    ) in md
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -162,3 +168,12 @@ def test_bench_help_documents_timing_and_defaults() -> None:
     assert "CUDA events on the stream doing the work" in text
     assert "noise = IQR/median across repeats" in text
     assert "host-device transfers are not included" in text
+
+
+def test_reproduce_command_only_for_a_single_sweep() -> None:
+    from deploykit.report.bench import reproduce_command
+
+    assert reproduce_command({"merged_from": [{"models": ["lenet"]}]}) is None
+    assert reproduce_command({}) is None
+    spec = {"models": ["my.mod:Net"], "device": "cpu", "input_shape": [3, 32, 32], "timing": {}}
+    assert reproduce_command(spec) == "deploykit bench my.mod:Net --device cpu --input-shape 3x32x32"
