@@ -112,3 +112,16 @@ def test_onnx_file_profile_matches_the_pytorch_profile(tmp_path) -> None:
     assert doc["totals"]["params"] == torch_doc["totals"]["params"]
     res = _run(str(art.path), "--memory")
     assert res.exit_code != 0 and "ONNX file" in res.output and "Traceback" not in res.output
+
+
+def test_onnx_file_with_a_fixed_batch_is_profiled_at_its_own_batch(tmp_path) -> None:
+    from deploykit.export import export_onnx
+
+    art = export_onnx("lenet", out_dir=tmp_path, batch_size=3, seed=0, validate=False)
+    res = _run(str(art.path), "--format", "json")  # no -b: the file's own batch, not the default 1
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.output)
+    assert doc["settings"]["batch_size"] == 3 and doc["settings"]["input_shape"] == [3, 1, 28, 28]
+    assert doc["totals"]["macs"] == 3 * json.loads(_run("lenet", "--format", "json").output)["totals"]["macs"]
+    res = _run(str(art.path), "-b", "2")
+    assert res.exit_code == 2 and "fixed batch of 3" in res.output
