@@ -7,6 +7,8 @@ exception is a bug in deploykit.
 
 from __future__ import annotations
 
+import re
+
 
 class DeploykitError(Exception):
     """Base class. ``exit_code`` is what the CLI exits with."""
@@ -46,3 +48,15 @@ class ArtifactError(DeploykitError):
     """A file on disk is missing, corrupt, or does not match this machine (GPU, library version, schema)."""
 
     exit_code = 2
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """``"TypeName: first line of the message"`` (colour codes removed, cut at ``limit`` characters): how a
+    third-party exception is quoted inside a one-line deploykit error."""
+    text = _ANSI.sub("", str(exc)).strip()
+    line = text.splitlines()[0].strip() if text else ""
+    line = line if len(line) <= limit else line[: limit - 3] + "..."
+    return f"{type(exc).__name__}: {line}" if line else type(exc).__name__

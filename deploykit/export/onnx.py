@@ -45,7 +45,7 @@ import torch
 from torch import nn
 
 from deploykit._io import atomic_write_json
-from deploykit.errors import ArtifactError, ExportError, InvalidInput, ValidationError
+from deploykit.errors import ArtifactError, ExportError, InvalidInput, ValidationError, first_line
 from deploykit.export.validate import (
     TOLERANCES,
     Tolerance,
@@ -123,22 +123,12 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
     return h.hexdigest()
 
 
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = _ANSI.sub("", str(exc)).strip()
-    line = text.splitlines()[0] if text else ""
-    line = line if len(line) <= 300 else line[:297] + "..."
-    return f"{type(exc).__name__}: {line}" if line else type(exc).__name__
-
-
 def _root_cause(exc: BaseException) -> str:
     """The innermost cause's first line (torch.onnx wraps the real reason in a generic TorchExportError)."""
     chain = [exc]
     while (nxt := chain[-1].__cause__ or chain[-1].__context__) is not None and len(chain) < 20:
         chain.append(nxt)
-    return _first_line(chain[-1]) if len(chain) == 1 else f"{type(exc).__name__} <- {_first_line(chain[-1])}"
+    return first_line(chain[-1]) if len(chain) == 1 else f"{type(exc).__name__} <- {first_line(chain[-1])}"
 
 
 @contextlib.contextmanager
@@ -630,7 +620,7 @@ def load_onnx_artifact(path: str | os.PathLike[str]) -> OnnxArtifact:
     try:
         manifest = json.loads(mpath.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise ArtifactError(f"cannot read manifest {mpath}: {_first_line(exc)}") from None
+        raise ArtifactError(f"cannot read manifest {mpath}: {first_line(exc)}") from None
     if not isinstance(manifest, dict) or manifest.get("schema") != MANIFEST_SCHEMA:
         raise ArtifactError(f"{mpath} is not a deploykit ONNX manifest")
     version = manifest.get("schema_version")

@@ -97,7 +97,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from deploykit.errors import ArtifactError, InvalidInput
+from deploykit.errors import ArtifactError, InvalidInput, first_line
 from deploykit.profile.formulas import OpCost, conv_macs
 from deploykit.profile.types import DTYPE_BYTES, LayerProfile, ModelProfile, Shape
 
@@ -408,13 +408,6 @@ def _torch_params(node: onnx.NodeProto) -> bool | None:
 # --- loading ---------------------------------------------------------------------------------------------------------
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    line = text.splitlines()[0].strip() if text else ""
-    line = line if len(line) <= 300 else line[:297] + "..."
-    return f"{type(exc).__name__}: {line}" if line else type(exc).__name__
-
-
 def _external_files(model: onnx.ModelProto, base: Path) -> list[str]:
     """Check that every external-data tensor's file exists and is long enough; return the files' names."""
     import onnx
@@ -465,7 +458,7 @@ def _load(path: Path) -> tuple[onnx.ModelProto, list[str]]:
         # Weights stay on disk: only their shapes and types are needed.
         model = onnx.load(os.fspath(path), load_external_data=False)
     except (DecodeError, OSError, ValueError, RuntimeError, TypeError) as exc:
-        raise ArtifactError(f"{path} is not an ONNX model (cannot parse it: {_first_line(exc)})") from None
+        raise ArtifactError(f"{path} is not an ONNX model (cannot parse it: {first_line(exc)})") from None
     external = _external_files(model, path.parent)
     inits = {t.name for t in model.graph.initializer}
     for vi in model.graph.input:  # before the checker, whose message would not name the input
@@ -476,7 +469,7 @@ def _load(path: Path) -> tuple[onnx.ModelProto, list[str]]:
     try:
         onnx.checker.check_model(os.fspath(path))
     except (onnx.checker.ValidationError, ValueError, RuntimeError, OSError) as exc:
-        raise ArtifactError(f"{path} is not a valid ONNX model: {_first_line(exc)}") from None
+        raise ArtifactError(f"{path} is not a valid ONNX model: {first_line(exc)}") from None
     for t in model.graph.initializer:  # shape-like constants are needed by shape inference's data propagation
         if t.data_location == onnx.TensorProto.EXTERNAL and math.prod(t.dims) <= 64:
             onnx.external_data_helper.load_external_data_for_tensor(t, os.fspath(path.parent))
@@ -556,7 +549,7 @@ def _infer(model: onnx.ModelProto, path: Path) -> dict[str, _Tensor]:
     try:
         inferred = onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
     except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError, RuntimeError) as exc:
-        raise ArtifactError(f"{path}: ONNX shape inference failed: {_first_line(exc)}") from None
+        raise ArtifactError(f"{path}: ONNX shape inference failed: {first_line(exc)}") from None
     values: dict[str, _Tensor] = {}
     for vi in [*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output]:
         if not vi.type.HasField("tensor_type"):
