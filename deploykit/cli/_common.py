@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import functools
+import io
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -51,6 +52,22 @@ def emit(text: str, output: Path | None) -> None:
 
     atomic_write_text(output, text)
     console.print(f"wrote {output}")
+
+
+def print_or_write(renderables: Sequence[Any], output: Path | None, width: int) -> None:
+    """Print rich renderables on stdout at ``width`` columns, or render them as plain text into ``output``
+    (atomically, via :func:`emit`)."""
+    if output is None:
+        out = Console(width=width)
+        for r in renderables:
+            out.print(r)
+        return
+    # Rendered into a recording console that writes nowhere else (``Console.capture()`` would keep the text
+    # out of the record, and the file would come out empty).
+    out = Console(record=True, file=io.StringIO(), width=width)
+    for r in renderables:
+        out.print(r)
+    emit(out.export_text(), output)
 
 
 def split_list(text: str | None) -> list[str]:

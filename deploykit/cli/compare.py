@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from contextlib import nullcontext as _nullcontext
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from deploykit.cli._common import console, emit, err_console, handle_errors
+from deploykit.cli._common import console, emit, err_console, handle_errors, print_or_write
 
 FORMATS = ("table", "json", "markdown")
 
@@ -75,12 +74,7 @@ def compare(
     elif format == "markdown":
         text = rc.compare_markdown(comparison)
     else:
-        from rich.console import Console
-
-        out: Any = Console(record=output is not None, width=max(100, console.width) if output is None else 140)
-        with out.capture() if output is not None else _nullcontext():
-            out.print(rc.compare_renderable(comparison))
-        if output is None:
-            return
-        text = out.export_text()
+        print_or_write([rc.compare_renderable(comparison)], output,
+                       max(100, console.width) if output is None else 140)
+        return
     emit(text, output)

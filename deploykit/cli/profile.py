@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from contextlib import nullcontext as _nullcontext
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from deploykit.cli._common import console, emit, err_console, handle_errors
+from deploykit.cli._common import console, emit, err_console, handle_errors, print_or_write, split_list
 
 FORMATS = ("table", "json", "csv", "markdown")
 
@@ -39,7 +38,7 @@ def parse_batch_sizes(text: str) -> tuple[int, ...]:
     from deploykit.errors import InvalidInput
 
     try:
-        sizes = tuple(int(t) for t in text.split(",") if t.strip())
+        sizes = tuple(int(t) for t in split_list(text))
     except ValueError:
         raise InvalidInput(f"--batch-size takes positive integers separated by commas, got {text!r}") from None
     if not sizes or any(b <= 0 for b in sizes):
@@ -168,23 +167,18 @@ def profile(
 
             text += "\n" + memory_markdown(mem)
     else:
-        from rich.console import Console
-
         # A terminal keeps its width (narrow ones drop three columns); pipes and files get the full table.
         width = console.width if console.is_terminal and output is None else pt.FULL_WIDTH
-        out = Console(record=output is not None, width=width)
-        with out.capture() if output is not None else _nullcontext():
-            out.print(pt.profile_table(prof, roof, rows, width=width))
-            out.print(pt.findings_renderable(prof, roof, found))
-            if times is not None:
-                out.print(pt.measured_table(prof, roof, times, achieved_rows, ceilings))
-            if engine_times is not None:
-                out.print(pt.engine_table(engine_times))
-            if mem is not None:
-                from deploykit.report.memory_tables import memory_renderable
+        renderables: list[Any] = [pt.profile_table(prof, roof, rows, width=width),
+                                  pt.findings_renderable(prof, roof, found)]
+        if times is not None:
+            renderables.append(pt.measured_table(prof, roof, times, achieved_rows, ceilings))
+        if engine_times is not None:
+            renderables.append(pt.engine_table(engine_times))
+        if mem is not None:
+            from deploykit.report.memory_tables import memory_renderable
 
-                out.print(memory_renderable(mem, top))
-        if output is None:
-            return
-        text = out.export_text()
+            renderables.append(memory_renderable(mem, top))
+        print_or_write(renderables, output, width)
+        return
     emit(text, output)

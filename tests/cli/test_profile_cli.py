@@ -28,6 +28,15 @@ def test_table_has_totals_and_findings() -> None:
     assert "fully connected layers hold" in res.output
 
 
+def test_table_to_a_file_is_the_terminal_table_as_text(tmp_path) -> None:
+    out = tmp_path / "lenet.txt"
+    res = _run("lenet", "-o", str(out))
+    assert res.exit_code == 0, res.output
+    assert f"wrote {out}" in res.output
+    text = out.read_text()
+    assert "total (" in text and "Findings" in text and "\x1b[" not in text
+
+
 def test_json_totals_are_the_models_own_counts() -> None:
     res = _run("lenet", "--format", "json")
     assert res.exit_code == 0, res.output

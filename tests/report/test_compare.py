@@ -140,6 +140,14 @@ def test_cli_markdown_to_file(tmp_path: Path) -> None:
     assert "| parameters | 61.71 K | 61.71 K (1.00×) |" in out.read_text()
 
 
+def test_cli_table_to_file(tmp_path: Path) -> None:
+    out = tmp_path / "cmp.txt"
+    res = _run("lenet", "d2l-lenet", "-o", str(out))
+    assert res.exit_code == 0, res.output
+    text = out.read_text()
+    assert "FC share of parameters" in text and "Findings" in text and "\x1b[" not in text
+
+
 @pytest.mark.parametrize("args,message", [
     (("lenet", "vgg17"), "vgg16"),           # unknown model: the closest names are suggested
     (("lenet", "d2l-lenet", "--format", "csv"), "unknown format"),
