@@ -131,13 +131,14 @@ def profile(
 
         achieved_rows = achieved(prof, times, ceilings)
     if plot is not None:
-        from deploykit.report.plots import plot_layers, plot_roofline
+        from deploykit.report.plots import plot_layers, plot_roofline, plot_stem
 
-        stem = prof.model.replace(":", "_").replace("/", "_")
-        rate = {r.name: prof.layer(r.name).flops / (r.time_ms / 1e3) for r in achieved_rows}
+        stem = plot_stem(prof.model)
+        measured_ms = dict(times.layer_ms) if times else None
         written = [
-            plot_roofline([(prof, roof)], plot / f"{stem}-roofline.png", measured={prof.model: rate} if rate else None),
-            plot_layers(prof, roof, plot / f"{stem}-layers.png", measured_ms=dict(times.layer_ms) if times else None),
+            plot_roofline([(prof, roof)], plot / f"{stem}-roofline.png",
+                          measured_ms={prof.model: measured_ms} if measured_ms else None),
+            plot_layers(prof, roof, plot / f"{stem}-layers.png", measured_ms=measured_ms),
         ]
         for w in written:
             err_console.print(f"wrote {w}", highlight=False)

@@ -157,20 +157,15 @@ def plot_comparison(
     ``measured_ms`` (optional) maps a model name to ``{row name: measured ms}``; measured points and bars
     are drawn where given.
     """
-    from deploykit.report.plots import plot_layers, plot_roofline
+    from deploykit.report.plots import plot_layers, plot_roofline, plot_stem
 
     folder = Path(folder)
     measured_ms = measured_ms or {}
-    rates = {
-        p.model: {r.name: r.flops / (measured_ms[p.model][r.name] / 1e3)
-                  for r in p.layers if measured_ms[p.model].get(r.name)}
-        for p in c.profiles if p.model in measured_ms
-    }
     written = [plot_roofline(list(zip(c.profiles, c.rooflines, strict=True)), folder / "compare-roofline.png",
-                             measured=rates or None)]
+                             measured_ms=measured_ms or None)]
     for p, r in zip(c.profiles, c.rooflines, strict=True):
-        stem = p.model.replace(":", "_").replace("/", "_")
-        written.append(plot_layers(p, r, folder / f"{stem}-layers.png", measured_ms=measured_ms.get(p.model)))
+        written.append(plot_layers(p, r, folder / f"{plot_stem(p.model)}-layers.png",
+                                   measured_ms=measured_ms.get(p.model)))
     return written
 
 

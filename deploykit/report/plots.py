@@ -30,16 +30,22 @@ def _save(fig: Any, path: str | Path) -> Path:
     return Path(path)
 
 
+def plot_stem(model: str) -> str:
+    """A model name usable in a file name: ``pkg.mod:Net`` -> ``pkg.mod_Net``."""
+    return model.replace(":", "_").replace("/", "_")
+
+
 def plot_roofline(
     models: Sequence[tuple[ModelProfile, RooflineProfile]],
     path: str | Path,
-    measured: Mapping[str, Mapping[str, float]] | None = None,
+    measured_ms: Mapping[str, Mapping[str, float]] | None = None,
 ) -> Path:
     """The device roofline with one point per layer (area proportional to the layer's share of the model's
     roofline time), one colour per model, all on the same axes.
 
-    ``measured`` (optional) maps a model name to ``{layer name: achieved FLOP/s}``: measured points are drawn
-    as hollow markers at the same intensity. All models must share the device and precision.
+    ``measured_ms`` (optional) maps a model name to ``{layer name: measured ms}``: each measured layer is drawn
+    as a hollow marker at its achieved FLOP/s (its FLOPs / its time), at the same intensity. All models must
+    share the device and precision.
     """
     plt = _plt()
     roof = models[0][1]
@@ -64,9 +70,9 @@ def plot_roofline(
         c = colors[i % len(colors)]
         ax.scatter([p[0] for p in pts], [p[1] / 1e12 for p in pts], s=[max(6.0, 900 * p[2]) for p in pts],
                    alpha=0.55, color=c, edgecolors="none", label=f"{prof.model} (b{prof.batch_size}, roofline bound)")
-        got = (measured or {}).get(prof.model)
-        if got:
-            mpts = [(r.intensity, got[r.name]) for r in prof.layers if r.intensity and r.name in got]
+        got = (measured_ms or {}).get(prof.model) or {}
+        mpts = [(r.intensity, r.flops / (got[r.name] / 1e3)) for r in prof.layers if r.intensity and got.get(r.name)]
+        if mpts:
             ax.scatter([p[0] for p in mpts], [p[1] / 1e12 for p in mpts], s=18, facecolors="none",
                        edgecolors=c, label=f"{prof.model} measured")
     ax.set_xscale("log")

@@ -104,6 +104,16 @@ def test_markdown_has_one_column_per_model_and_ratios(lenets) -> None:
     assert "**d2l-lenet**" in text and "- most parameters: " in text
 
 
+def test_plots_with_measured_layer_times(lenets, tmp_path: Path) -> None:
+    from deploykit.report.compare import plot_comparison
+
+    # measured times for one model only (as from --measure): its layers get hollow markers and a time panel
+    measured = {"lenet": {r.name: 0.01 for r in lenets.profiles[0].layers if r.flops}}
+    written = plot_comparison(lenets, tmp_path / "figs", measured_ms=measured)
+    assert [w.name for w in written] == ["compare-roofline.png", "lenet-layers.png", "d2l-lenet-layers.png"]
+    assert all(w.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for w in written)
+
+
 # --- the command -------------------------------------------------------------------------------------------
 
 
