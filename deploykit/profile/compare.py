@@ -19,7 +19,7 @@ from typing import Any
 from deploykit.errors import InvalidInput
 from deploykit.profile.devices import DevicePreset, get_device
 from deploykit.profile.findings import Findings, findings
-from deploykit.profile.memory import OPTIMIZERS, inference_memory, training_memory
+from deploykit.profile.memory import check_optimizer, inference_memory, training_memory
 from deploykit.profile.roofline import RooflineProfile, roofline
 from deploykit.profile.types import DTYPE_BYTES, LayerProfile, ModelProfile
 
@@ -52,8 +52,7 @@ class CompareOptions:
             raise InvalidInput("batch size must be positive")
         if self.dtype not in DTYPE_BYTES:
             raise InvalidInput(f"unknown dtype {self.dtype!r}; choose from {', '.join(DTYPE_BYTES)}")
-        if self.optimizer is not None and self.optimizer not in OPTIMIZERS:
-            raise InvalidInput(f"unknown optimizer {self.optimizer!r}; choose from {', '.join(OPTIMIZERS)} or none")
+        check_optimizer(self.optimizer, allow_none=True)
         if self.optimizer is not None and self.dtype == "int8":
             raise InvalidInput("int8 is an inference format: give --optimizer none, or model training in fp32, "
                                "tf32, fp16 or bf16")

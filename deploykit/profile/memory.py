@@ -554,6 +554,16 @@ def _check(dtype: str, target: str) -> None:
         raise InvalidInput(f"unknown memory target {target!r}; choose from {', '.join(TARGET_GRANULARITY_BYTES)}")
 
 
+def check_optimizer(name: str | None, *, allow_none: bool = False) -> None:
+    """Raise :class:`InvalidInput` unless ``name`` is a key of :data:`OPTIMIZERS` (or ``None`` where allowed:
+    inference only)."""
+    if name is None and allow_none:
+        return
+    if name not in OPTIMIZERS:
+        choices = ", ".join(OPTIMIZERS) + (" or none" if allow_none else "")
+        raise InvalidInput(f"unknown optimizer {name!r}; choose from {choices}")
+
+
 def _meta_model(
     model: str | nn.Module,
     batch_size: int,
@@ -695,15 +705,14 @@ def inference_memory(
 
 def make_optimizer(name: str, params: Any, *, foreach: bool | None = None) -> torch.optim.Optimizer:
     """The optimizer of :data:`OPTIMIZERS` called ``name`` over ``params``."""
+    check_optimizer(name)
     if name == "sgd":
         return torch.optim.SGD(params, lr=0.01, foreach=foreach)
     if name == "sgd-momentum":
         return torch.optim.SGD(params, lr=0.01, momentum=0.9, foreach=foreach)
     if name == "adam":
         return torch.optim.Adam(params, lr=1e-3, foreach=foreach)
-    if name == "adamw":
-        return torch.optim.AdamW(params, lr=1e-3, foreach=foreach)
-    raise InvalidInput(f"unknown optimizer {name!r}; choose from {', '.join(OPTIMIZERS)}")
+    return torch.optim.AdamW(params, lr=1e-3, foreach=foreach)
 
 
 def training_loss(out: Any, target: torch.Tensor) -> torch.Tensor:
@@ -753,8 +762,7 @@ def training_memory(
     _check(dtype, target)
     if dtype == "int8":
         raise InvalidInput("int8 is an inference format; model training memory in fp32, tf32, fp16 or bf16")
-    if optimizer not in OPTIMIZERS:
-        raise InvalidInput(f"unknown optimizer {optimizer!r}; choose from {', '.join(OPTIMIZERS)}")
+    check_optimizer(optimizer)
     use_foreach = (target == "cuda") if foreach is None else bool(foreach)
     module, x, name = _meta_model(model, batch_size, input_shape, num_classes, in_channels, image_size)
     module.train()
@@ -893,8 +901,7 @@ def memory_report(
         raise InvalidInput("give at least one batch size")
     if any(b <= 0 for b in sizes):
         raise InvalidInput(f"batch sizes must be positive, got {', '.join(map(str, sizes))}")
-    if optimizer is not None and optimizer not in OPTIMIZERS:
-        raise InvalidInput(f"unknown optimizer {optimizer!r}; choose from {', '.join(OPTIMIZERS)}")
+    check_optimizer(optimizer, allow_none=True)
     overrides: dict[str, Any] = {
         "input_shape": input_shape, "num_classes": num_classes, "in_channels": in_channels, "image_size": image_size,
     }
