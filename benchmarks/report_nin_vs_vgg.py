@@ -32,6 +32,7 @@ from deploykit.profile import (
     training_memory,
 )
 from deploykit.profile.compare import CompareOptions, Stage, compare_models, model_stages
+from deploykit.profile.findings import is_fully_connected
 from deploykit.profile.memory import InferenceMemory, TrainingMemory
 from deploykit.profile.roofline import RooflineProfile
 from deploykit.profile.types import LayerProfile, ModelProfile
@@ -122,7 +123,7 @@ def section_params(lines: list[str], profs: dict[str, ModelProfile], head: list[
     nin_total = {"nin": profs["nin"].total_params, "d2l-nin": profs["d2l-nin"].total_params}
     for name in ("vgg11", "vgg16", "d2l-vgg11"):
         p = profs[name]
-        fc1 = next(r for r in p.layers if r.op == "Linear")
+        fc1 = next(r for r in p.layers if is_fully_connected(r))
         partner = "nin" if name in IMAGENET else "d2l-nin"
         shape = f"{fc1.input_shapes[0][1]:,} → {fc1.output_shapes[0][1]:,}"
         rows.append([name, f"`{fc1.name}` ({shape})", f"{fc1.params:,}", partner, f"{nin_total[partner]:,}",
@@ -133,7 +134,7 @@ def section_params(lines: list[str], profs: dict[str, ModelProfile], head: list[
     share_rows = []
     for name in MODELS:
         p = profs[name]
-        fc_rows = [r for r in p.layers if r.op == "Linear"]
+        fc_rows = [r for r in p.layers if is_fully_connected(r)]
         fc = sum(r.params for r in fc_rows)
         fc_macs = sum(r.macs for r in fc_rows)
         share_rows.append([name, f"{p.total_params:,}", f"{fc:,}", pct(fc / p.total_params),
@@ -142,7 +143,7 @@ def section_params(lines: list[str], profs: dict[str, ModelProfile], head: list[
     lines += table(["model", "parameters", "in FC layers", "FC share of params", "MACs (batch 1)",
                     "FC share of MACs"], share_rows)
     v16, nin = profs["vgg16"], profs["nin"]
-    fc16 = next(r for r in v16.layers if r.op == "Linear")
+    fc16 = next(r for r in v16.layers if is_fully_connected(r))
     head.append(
         f"- **Parameters.** VGG-16's first fully connected layer alone (`{fc16.name}`, 25,088 → 4,096) has "
         f"{fc16.params:,} parameters, {fc16.params / nin.total_params:.1f}× all of NiN ({nin.total_params:,}); "
@@ -152,11 +153,11 @@ def section_params(lines: list[str], profs: dict[str, ModelProfile], head: list[
 
 
 def _fc_share(p: ModelProfile) -> float:
-    return sum(r.params for r in p.layers if r.op == "Linear") / p.total_params
+    return sum(r.params for r in p.layers if is_fully_connected(r)) / p.total_params
 
 
 def _fc_mac_share(p: ModelProfile) -> float:
-    return sum(r.macs for r in p.layers if r.op == "Linear") / p.total_macs
+    return sum(r.macs for r in p.layers if is_fully_connected(r)) / p.total_macs
 
 
 def section_compute(lines: list[str], profs: dict[str, ModelProfile], modules: dict[str, nn.Module],
@@ -285,7 +286,7 @@ def section_memory(lines: list[str], profs: dict[str, ModelProfile], head: list[
         big = tr[-1]
         hog_saved = max(big.layers, key=lambda r: r.saved_bytes)
         hog_alloc = max(inf[-1].layers, key=lambda r: r.alloc_bytes)
-        fc_names = {r.name for r in p.layers if r.op == "Linear"}
+        fc_names = {r.name for r in p.layers if is_fully_connected(r)}
         fc_part = sum(r.saved_bytes for r in big.layers if r.name in fc_names) / big.saved_bytes
         fc_saved[name] = fc_part
         early_share[name] = sum(r.saved_bytes for r in big.layers if r.name in stages[0].layers) / big.saved_bytes
@@ -423,7 +424,7 @@ def section_roofline(lines: list[str], modules: dict[str, nn.Module], appendix: 
             p = profile_model(name, batch_size=batch, dtype=ROOF_DTYPE)
             for d in devs:
                 by = roofline(p, d).by_name()
-                out |= {by[r.name].bound for r in p.layers if r.op == "Linear"}
+                out |= {by[r.name].bound for r in p.layers if is_fully_connected(r)}
         return " / ".join(sorted(out))
 
     conv_text = "; ".join(

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from deploykit.profile.roofline import RooflineProfile
-from deploykit.profile.types import ModelProfile
+from deploykit.profile.types import LayerProfile, ModelProfile
 
 #: Module classes whose parameters count as "fully connected".
 FC_TYPES = frozenset({"Linear", "LazyLinear", "Bilinear"})
@@ -55,6 +55,11 @@ class Findings:
         }
 
 
+def is_fully_connected(row: LayerProfile) -> bool:
+    """A fully connected layer: an ``nn.Linear``-like module row, or a functional ``linear`` / ``addmm``."""
+    return row.op in FC_TYPES or row.op in {"linear", "addmm"}
+
+
 def _top(profile: ModelProfile, attr: str, n: int) -> tuple[Ranked, ...]:
     total = sum(getattr(r, attr) for r in profile.layers)
     ranked = sorted(profile.layers, key=lambda r: getattr(r, attr), reverse=True)[:n]
@@ -76,7 +81,7 @@ def findings(profile: ModelProfile, roof: RooflineProfile, top: int = 3) -> Find
         for r in sorted(roof.layers, key=lambda r: r.time_s, reverse=True)
         if r.bound == "memory"
     )
-    fc = sum(r.params for r in profile.layers if r.op in FC_TYPES or r.op in {"linear", "addmm"})
+    fc = sum(r.params for r in profile.layers if is_fully_connected(r))
     return Findings(
         top_params=_top(profile, "params", top),
         top_flops=_top(profile, "flops", top),
