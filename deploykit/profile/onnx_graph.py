@@ -491,10 +491,9 @@ def _set_batch(model: onnx.ModelProto, inits: set[str], batch_size: int | None) 
         if vi.name in inits:
             continue
         dims = _dims(vi)
-        if dims is None:
-            raise InvalidInput(f"graph input {vi.name!r} has no declared tensor shape; cannot profile it")
+        assert dims is not None  # _load rejected graph inputs without a declared shape
         for i, d in enumerate(dims):
-            if isinstance(d, int) and i == 0 and dims:
+            if isinstance(d, int) and i == 0:
                 if batch_size is not None and d != batch_size:
                     raise InvalidInput(
                         f"graph input {vi.name!r} has a fixed batch of {d}, not {batch_size}: profile it at batch {d} "
