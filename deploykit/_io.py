@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from deploykit.errors import ArtifactError, first_line
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
@@ -24,8 +26,11 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
             torch.onnx.export(model, (x,), tmp)
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp" + target.suffix, dir=target.parent)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp" + target.suffix, dir=target.parent)
+    except OSError as exc:  # an unwritable folder, a file where a folder should be, a full disk: one clear line
+        raise ArtifactError(f"cannot write {target}: {first_line(exc)}") from None
     os.close(fd)
     # mkstemp creates 0600; give the artifact the permissions a plain open() would (0666 minus umask)
     umask = os.umask(0)
@@ -41,11 +46,16 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically and return the path."""
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
+    """Write ``data`` to ``path`` atomically and return the path (:class:`ArtifactError` when it cannot be
+    written; the old file, if any, is left as it was)."""
+    with atomic_path(path) as tmp:
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as exc:
+            raise ArtifactError(f"cannot write {path}: {first_line(exc)}") from None
     return Path(path)
 
 

@@ -45,7 +45,8 @@ class ValidationError(DeploykitError):
 
 
 class ArtifactError(DeploykitError):
-    """A file on disk is missing, corrupt, or does not match this machine (GPU, library version, schema)."""
+    """A file on disk is missing, corrupt, or does not match this machine (GPU, library version, schema), or
+    an output file cannot be written."""
 
     exit_code = 2
 
