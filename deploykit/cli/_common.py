@@ -17,8 +17,10 @@ from deploykit.errors import DeploykitError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-console = Console()
-err_console = Console(stderr=True)
+# Messages are never wrapped by rich (soft_wrap): a path or a command cut into two lines cannot be copied, and a
+# terminal wraps long lines itself. Tables still render to the console width.
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 def fail(message: str, code: int = 1) -> None:

@@ -51,3 +51,13 @@ def test_parse_shape_rejects(text: str) -> None:
 def test_spec_batch_shape() -> None:
     spec = ModelSpec(name="x", family="f", source="s", input_shape=(1, 28, 28), num_classes=10)
     assert spec.batch_shape(4) == (4, 1, 28, 28)
+
+
+def test_default_sweeps_cover_every_family() -> None:
+    # the registry-wide sweeps run one model per family unless --full-zoo is given (tests/zoo_selection.py)
+    from zoo_selection import PER_FAMILY, families_covered
+
+    from deploykit.models import get_model_spec, list_models
+
+    assert set(list_models()) >= PER_FAMILY
+    assert families_covered() == {get_model_spec(n).family for n in list_models()}

@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 import torch
 from torch import nn
+from zoo_selection import zoo_params
 
 from deploykit.errors import ArtifactError, InvalidInput, ShapeError
-from deploykit.models import list_models
 from deploykit.profile import (
     InferenceMemory,
     MemoryReport,
@@ -278,16 +278,6 @@ def test_a_users_module_is_not_modified() -> None:
 
 # --- registry-wide agreement with MemTracker on real CPU models --------------------------------------------------
 
-HEAVY = {
-    "alexnet", "d2l-alexnet", "d2l-vgg11", "densenet121", "densenet161", "densenet169", "densenet201",
-    "resnet101", "resnet152", "resnet50", "vgg11", "vgg13", "vgg16", "vgg19",
-}
-
-
-def _models() -> list[object]:
-    return [pytest.param(n, marks=pytest.mark.slow) if n in HEAVY else n for n in list_models()]
-
-
 @functools.cache
 def reference(model: str, optimizer: str) -> ReferenceMemory:
     return memtracker_reference(model, batch_size=1, optimizer=optimizer, device="cpu")
@@ -298,14 +288,14 @@ def _agree(ours: int, theirs: int, what: str) -> None:
     assert ours == theirs, f"{what}: predicted {ours} B, MemTracker {theirs} B ({(ours - theirs) / theirs:+.3%})"
 
 
-@pytest.mark.parametrize("model", _models())
+@pytest.mark.parametrize("model", zoo_params())
 def test_inference_peak_equals_memtracker(model: str) -> None:
     ref = reference(model, "sgd-momentum")
     _agree(inference_memory(model, target="cpu").peak_bytes, ref.inference_peak_bytes, f"{model} inference peak")
 
 
 @pytest.mark.parametrize("optimizer", ["sgd-momentum", "adam"])
-@pytest.mark.parametrize("model", _models())
+@pytest.mark.parametrize("model", zoo_params())
 def test_training_step_equals_memtracker(model: str, optimizer: str) -> None:
     ref = reference(model, optimizer)
     ours = training_memory(model, target="cpu", optimizer=optimizer)

@@ -148,8 +148,12 @@ def test_symbolic_batch_dtype_override_and_roofline(tmp_path: Path) -> None:
     half = profile_onnx(path, batch_size=3, dtype="fp16")
     assert half.dtype == "fp16" and half.total_traffic_bytes * 2 == three.total_traffic_bytes
     assert half.total_param_bytes == 24 * 2
-    roof = roofline(three, PRESETS["a100"] if "a100" in PRESETS else next(iter(PRESETS.values())))
-    assert len(roof.layers) == 1 and roof.layers[0].bound in ("compute", "memory")
+    roof = roofline(three, PRESETS["a100"])
+    # 2 x 1,152 MACs = 2,304 FLOPs over (3x3x16 in + 24 weights + 3x8x16 out) x 4 B = 2,208 B: 1.04 FLOP/B, far
+    # below the A100 80GB fp32 ridge (19.5 TFLOP/s / 2,039 GB/s = 9.6 FLOP/B): memory-bound, time = bytes / bandwidth
+    assert three.total_flops == 2304 and three.total_traffic_bytes == 2208
+    assert len(roof.layers) == 1 and roof.layers[0].bound == "memory"
+    assert roof.layers[0].time_s == pytest.approx(2208 / 2039e9)
     assert "conv" in profile_markdown(three, roof)
     assert ModelProfile.from_dict(three.to_dict()) == three
 

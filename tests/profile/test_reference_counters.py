@@ -14,8 +14,9 @@ import pytest
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
+from zoo_selection import zoo_params
 
-from deploykit.models import create_model, list_models
+from deploykit.models import create_model
 from deploykit.profile import profile_model
 
 FVCORE_MAC_KEYS = {"conv", "linear", "addmm", "matmul", "mm", "bmm", "einsum"}
@@ -39,8 +40,7 @@ def _bias_adds(model: nn.Module, x: torch.Tensor) -> int:
     return total
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("name", zoo_params())
 def test_counts_match_reference_counters(name: str) -> None:
     from fvcore.nn import FlopCountAnalysis
 
