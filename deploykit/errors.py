@@ -30,6 +30,10 @@ class ShapeError(InvalidInput):
     """The model cannot take this input shape; the message names the layer that fails and why."""
 
 
+class BuildError(InvalidInput):
+    """The user's model class or factory raised while building the model (on the device it was built on)."""
+
+
 class BackendUnavailable(DeploykitError):
     """A backend or device is missing (no CUDA, no TensorRT, no onnxruntime-gpu); says what to install."""
 

@@ -29,8 +29,27 @@ normalisation and pooling work (per-op formulas in the README). Act = bytes a la
 output (0 for views and in-place ops). Traffic = bytes read (inputs, weights, buffers) + bytes written
 (outputs) if every kernel goes to DRAM once. Bytes use the --dtype element size; MB = 10^6 bytes.
 Roofline time = max(FLOPs / peak, traffic / bandwidth); matrix peak for layers with MACs, vector peak
-otherwise. Shapes come from a pass on the meta device: nothing is allocated or computed.
+otherwise. Views (view, _unsafe_view, expand, transpose_, ...) move no bytes; copies, fills, gathers, masking
+and padding are 0 FLOPs with their real bytes ("no arithmetic"); "unsupported" lists only operators whose cost
+deploykit does not know. Attention (any SDPA backend) and LSTM / GRU / RNN kernels (oneDNN, cuDNN, native
+cells) are counted as their unfused form, so counts do not depend on the trace device. Every operator's
+category is in the JSON (op_categories).
+
+[bold]--convention[/] fvcore | flop-counter: also the total as fvcore's FlopCountAnalysis counts it (one "flop"
+per MAC of conv / linear / matmul / einsum / bmm, plus its norm and upsampling estimates, nothing for attention
+or element-wise work) or as torch's FlopCounterMode does (2 per MAC of matmul / conv / CUDA fused attention
+only), next to deploykit's own.
+
+[bold]Inputs[/]: --input-dtype int64 | int32 | bool with --input-range LO,HI (values drawn from [LO, HI); by
+default [0, num_embeddings) of the model's nn.Embedding) for models that take token ids or indices.
+
+Shapes come from a pass on the meta device: nothing is allocated or computed. A model that cannot be built
+there is built on the CPU (then traced on meta); one whose forward needs tensor values (.item(), a
+data-dependent branch) is traced on the CPU with a representative input (standard normal, or integers uniform
+in the range; seed 0, never zeros). A note on stderr says which.
 """
+
+CONVENTIONS = ("deploykit", "fvcore", "flop-counter")
 
 
 def parse_batch_sizes(text: str) -> tuple[int, ...]:
@@ -66,7 +85,10 @@ def profile(
     top: Annotated[int, typer.Option(help="How many layers each finding lists.")] = 3,
     format: Annotated[str, typer.Option("--format", "-f", help="table | json | csv | markdown.")] = "table",
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")] = None,
-    trace_device: Annotated[str, typer.Option(help="Device for the shape pass: meta (default) or cpu.")] = "meta",
+    trace_device: Annotated[str, typer.Option(help="Device for the shape pass: meta (default; falls back to cpu by itself when the model needs it) or cpu.")] = "meta",
+    input_dtype: Annotated[str, typer.Option(help="Input element type: float32 (default), int64, int32 or bool (token ids, indices).")] = "float32",
+    input_range: Annotated[str | None, typer.Option(help="Integer inputs: values drawn from [LO, HI), e.g. 0,30522 (default: [0, num_embeddings) of the model's nn.Embedding).")] = None,
+    convention: Annotated[str, typer.Option(help="Also report the total FLOPs as fvcore or flop-counter (torch's FlopCounterMode) counts them: deploykit | fvcore | flop-counter.")] = "deploykit",
     measure: Annotated[bool, typer.Option("--measure", help="Also time every layer on the CUDA GPU (torch.profiler kernel time) and compare with the roofline and the device's measured ceilings.")] = False,
     iterations: Annotated[int, typer.Option(help="Timed forward passes for --measure.")] = 20,
     engine: Annotated[Path | None, typer.Option(help="A TensorRT engine of this model: also show its per-layer times (TensorRT IProfiler) and fused layers.")] = None,
@@ -76,17 +98,24 @@ def profile(
     memory_target: Annotated[str, typer.Option(help="Allocator the memory model follows: cuda (512-byte blocks, foreach optimizers) or cpu (exact bytes).")] = "cuda",
 ) -> None:
     from deploykit.errors import InvalidInput
+    from deploykit.models.inputs import input_spec
     from deploykit.profile import aggregate_layers, custom_device, get_device, profile_model, roofline
     from deploykit.profile.findings import findings
     from deploykit.report import profile_tables as pt
 
     if format not in FORMATS:
         raise InvalidInput(f"unknown format {format!r}; choose from {', '.join(FORMATS)}")
+    if convention not in CONVENTIONS:
+        raise InvalidInput(f"unknown convention {convention!r}; choose from {', '.join(CONVENTIONS)}")
+    inputs = input_spec(input_dtype, input_range)
     sizes = parse_batch_sizes(batch_size or "1")
     batch = sizes[0]
     memory = memory or len(sizes) > 1
     is_onnx = model.lower().endswith(".onnx")
     torch_dtype = dtype or "fp32"
+    if is_onnx and (inputs.is_integer or convention != "deploykit"):
+        raise InvalidInput("an ONNX file is profiled from its graph with its own input types and deploykit's "
+                           "convention: --input-dtype, --input-range and --convention need the PyTorch model")
     if is_onnx and (measure or memory or engine is not None):
         raise InvalidInput("an ONNX file is profiled from its graph only: --measure, --memory, a batch sweep and "
                            "--engine need the PyTorch model (give its registered name or import path)")
@@ -110,7 +139,10 @@ def profile(
             raise InvalidInput("an ONNX file fixes its own input shape; only --batch-size applies to it")
         prof = profile_onnx(Path(model), batch_size=batch if batch_size is not None else None, dtype=dtype)
     else:
-        prof = profile_model(model, batch_size=batch, dtype=torch_dtype, device=trace_device, **overrides)
+        prof = profile_model(model, batch_size=batch, dtype=torch_dtype, device=trace_device, inputs=inputs,
+                             **overrides)
+    for note in prof.notes:
+        err_console.print(f"note: {note}", highlight=False, soft_wrap=True)
     mem = None
     if memory:
         from deploykit.profile.memory import memory_report
@@ -145,12 +177,16 @@ def profile(
     settings: dict[str, Any] = {
         "model": model, "batch_size": prof.batch_size, "dtype": prof.dtype, "device_preset": device.key,
         "depth": depth, "input_shape": list(prof.input_shape), "trace_device": trace_device, "measure": measure,
+        "convention": convention, "inputs": inputs.to_dict(),
     }
     if format == "json":
         import json
         from dataclasses import asdict
 
         doc = pt.profile_document(prof, roof, found, settings)
+        if convention != "deploykit":
+            doc["convention"] = {"name": convention, "flops": prof.convention_flops(convention),
+                                 "deploykit_macs": prof.total_macs, "deploykit_flops": prof.total_flops}
         if times is not None:
             doc["measured"] = {**times.to_dict(), "ceilings": ceilings.to_dict() if ceilings else None,
                                "achieved": [asdict(a) for a in achieved_rows]}
@@ -163,6 +199,8 @@ def profile(
         text = pt.profile_csv(prof, roof, rows)
     elif format == "markdown":
         text = pt.profile_markdown(prof, roof, rows)
+        if convention != "deploykit":
+            text += "\n" + pt.convention_text(prof, convention) + "\n"
         if mem is not None:
             from deploykit.report.memory_tables import memory_markdown
 
@@ -172,6 +210,8 @@ def profile(
         width = console.width if console.is_terminal and output is None else pt.FULL_WIDTH
         renderables: list[Any] = [pt.profile_table(prof, roof, rows, width=width),
                                   pt.findings_renderable(prof, roof, found)]
+        if convention != "deploykit":
+            renderables.append(pt.convention_text(prof, convention))
         if times is not None:
             renderables.append(pt.measured_table(prof, roof, times, achieved_rows, ceilings))
         if engine_times is not None:

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from deploykit.errors import InvalidInput, ModelNotFound
+from deploykit.errors import BuildError, InvalidInput, ModelNotFound
 from deploykit.models.shapes import run_with_layer_context
 
 #: Overrides a builder can honour. ``image_size`` and ``input_shape`` change the sample shape.
@@ -202,7 +202,7 @@ def _load_import_path(path: str, overrides: dict[str, Any]) -> tuple[ModelSpec, 
         try:
             model = target(**kwargs)
         except Exception as exc:
-            raise InvalidInput(f"building {path!r} failed: {type(exc).__name__}: {exc}") from None
+            raise BuildError(f"building {path!r} failed: {type(exc).__name__}: {exc}") from None
         if not isinstance(model, nn.Module):
             raise InvalidInput(f"{path!r} returned {type(model).__name__}, not an nn.Module")
         return model

@@ -3,17 +3,28 @@
 * **Module hooks** open a row for every call of a leaf module (a module without children) and keep the stack
   of enclosing modules.
 * A ``TorchFunctionMode`` opens a row for every torch function or tensor method called directly inside a
-  non-leaf module's ``forward`` (``F.relu``, ``torch.cat``, ``Y += X``) and attributes it to that module.
+  non-leaf module's ``forward`` (``F.relu``, ``torch.cat``, ``Y += X``) and attributes it to that module. A call
+  that only reads metadata or makes a view (``.dtype``, ``.weight.shape``, ``x.view(...)``) is not a row.
 * A ``TorchDispatchMode`` sees every ATen operator that runs and charges its MACs, FLOPs and memory traffic
-  (formulas in :mod:`deploykit.profile.formulas`) to the open row.
+  (formulas in :mod:`deploykit.profile.formulas`) to the open row, with fvcore's and ``FlopCounterMode``'s
+  counts of the same call (:mod:`deploykit.profile.conventions`).
 
-On ``meta`` tensors no activation memory is allocated and no arithmetic is done, so even ``vgg19`` at batch
-256 profiles in about a second. Byte counts use the requested dtype's element size for floating tensors.
+A parameter belongs to the first row that computes with it (a leaf module's own parameters to its row; one used
+functionally, or through a view of it, to the function row that reads it). On ``meta`` tensors no activation
+memory is allocated and no arithmetic is done, so even ``vgg19`` at batch 256 profiles in about a second. Byte
+counts use the requested dtype's element size for floating tensors.
+
+:func:`profile_model` builds and traces on ``meta``; a model that cannot be built there (a ``copy_`` from a
+tensor in ``__init__``) is built on the CPU and moved to ``meta``; one whose forward needs values (a
+data-dependent branch, ``.item()``) is traced on the CPU with a representative input
+(:class:`~deploykit.models.inputs.InputSpec`). The profile's ``notes`` say so in one line each.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+import dataclasses
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,11 +35,32 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-from deploykit.errors import InvalidInput
+from deploykit.errors import BuildError, InvalidInput, ShapeError, first_line
+from deploykit.models.inputs import InputSpec
 from deploykit.models.registry import create_model
 from deploykit.models.shapes import fmt_shape, shape_error
-from deploykit.profile.formulas import ALLOCATIONS, discarded_outputs, op_cost
+from deploykit.profile import conventions as conv
+from deploykit.profile.formulas import (
+    ALLOCATION,
+    NO_ARITHMETIC,
+    NOT_FLOATING,
+    UNSUPPORTED,
+    VIEW,
+    category_of,
+    discarded_outputs,
+    op_cost,
+)
 from deploykit.profile.types import DTYPE_BYTES, LayerProfile, ModelProfile
+
+
+class MetaDeviceError(InvalidInput):
+    """The forward pass cannot run on the ``meta`` device: it needs tensor values (``.item()``, a data-dependent
+    branch) or an operator without a meta kernel. ``reason`` is PyTorch's one-line message."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
 
 _DUNDER_INPLACE = {"iadd": "add_", "isub": "sub_", "imul": "mul_", "itruediv": "div_", "idiv": "div_"}
 _DUNDER_REFLECTED = {"radd": "add", "rsub": "sub", "rmul": "mul", "rtruediv": "div", "truediv": "div"}
@@ -61,12 +93,23 @@ class _Row:
     params: int = 0
     macs: int = 0
     flops: int = 0
+    fvcore_flops: int = 0
+    flop_counter_flops: int = 0
     traffic_bytes: int = 0
     aten_ops: list[str] = field(default_factory=list)
     unsupported: list[str] = field(default_factory=list)
     computed: bool = False  # ran at least one operator that is not a view or an allocation
     scope: Any = None  # an entered context manager around the row's work (see ``row_scope``)
     label: str = ""
+
+
+#: When one operator falls in several categories over a trace (``add`` on floats and on integer counters), the
+#: most informative wins: unsupported first, then a cost formula's category, then the rest.
+_CATEGORY_RANK = {UNSUPPORTED: 0, NO_ARITHMETIC: 2, NOT_FLOATING: 3, VIEW: 4, ALLOCATION: 5}
+
+#: Python-level calls that are attribute access, not computation (``tensor.dtype`` goes through
+#: ``__torch_function__`` as ``__get__``).
+_ATTRIBUTE_ACCESS = frozenset({"__get__", "__set__", "__delete__"})
 
 
 class _Recorder(TorchFunctionMode):
@@ -83,12 +126,21 @@ class _Recorder(TorchFunctionMode):
         self.paths = {id(m): n for n, m in model.named_modules(remove_duplicate=False)}
         self.leaves = {id(m) for m in model.modules() if next(m.children(), None) is None}
         self.param_ids = {id(p) for p in model.parameters()}
+        #: storage -> parameters in it, so a view of a parameter (``w.t()``) finds its owner
+        self.param_storages: dict[StorageWeakRef, list[nn.Parameter]] = {}
+        for p in model.parameters():
+            self.param_storages.setdefault(_storage(p), []).append(p)
         self.params_used: set[int] = set()
         self.stack: list[tuple[str, nn.Module, list[tuple[int, ...]], _Row | None]] = []
         self.open: _Row | None = None
         self.rows: list[LayerProfile] = []
         self.name_counts: dict[str, int] = {}
         self.in_hook = False
+        #: the Python-level call in progress (fvcore counts some of them as a whole)
+        self.call: str | None = None
+        self.sdpa_filter = conv.FvcoreSdpaFilter()
+        #: ATen operator (short name) -> category, over the whole trace
+        self.categories: dict[str, str] = {}
 
     # --- helpers -------------------------------------------------------------------------------
     def nbytes(self, t: torch.Tensor) -> int:
@@ -107,6 +159,21 @@ class _Recorder(TorchFunctionMode):
                 self.params_used.add(id(p))
                 count += int(p.numel())
         return count
+
+    def take_params_read(self, tensors: Iterable[torch.Tensor]) -> int:
+        """Parameters read by a function row: the tensors themselves, or views of them (same storage)."""
+        found = []
+        for t in tensors:
+            if id(t) in self.param_ids:
+                found.append(t)
+            else:
+                found.extend(self.param_storages.get(_storage(t), ()))
+        return self.take_params(found)
+
+    def note_category(self, short: str, category: str) -> None:
+        old = self.categories.get(short)
+        if old is None or _CATEGORY_RANK.get(category, 1) < _CATEGORY_RANK.get(old, 1):
+            self.categories[short] = category
 
     def enter_scope(self, row: _Row) -> None:
         """Open ``row_scope(label)`` around the row's work (e.g. a profiler range), if one was given."""
@@ -147,6 +214,8 @@ class _Recorder(TorchFunctionMode):
                 traffic_bytes=row.traffic_bytes,
                 aten_ops=tuple(row.aten_ops),
                 unsupported=tuple(dict.fromkeys(row.unsupported)),
+                fvcore_flops=row.fvcore_flops,
+                flop_counter_flops=row.flop_counter_flops,
             )
         )
 
@@ -183,59 +252,88 @@ class _Recorder(TorchFunctionMode):
         finally:
             self.in_hook = False
 
-    # --- functional calls inside non-leaf modules ---------------------------------------------------
+    # --- Python-level calls: rows for functional calls inside non-leaf modules ---------------------------------
+    @contextmanager
+    def calling(self, op: str) -> Iterator[None]:
+        """Mark ``op`` as the Python-level call in progress (the context fvcore's rules need)."""
+        self.call, self.sdpa_filter = op, conv.FvcoreSdpaFilter()
+        try:
+            yield
+        finally:
+            self.call = None
+
+    def whole_call(self, row: _Row | None, op: str, args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> None:
+        """fvcore's count of a call it counts as a whole (``einsum``, ``matmul``, ...)."""
+        rule = conv.FVCORE_FUNCTIONS.get(op)
+        if rule is not None and row is not None:
+            row.fvcore_flops += rule(args, kwargs, out)
+
     def __torch_function__(self, func: Any, types: Any, args: Sequence[Any] = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
-        if self.open is not None or self.in_hook or not self.stack:
+        if getattr(func, "__name__", None) in _ATTRIBUTE_ACCESS or self.in_hook or not self.stack:
             return func(*args, **kwargs)
-        path = self.stack[-1][0]
         op = _function_name(func)
+        if self.open is not None:  # inside a leaf module (or a function row): its row takes the cost
+            with self.calling(op):
+                out = func(*args, **kwargs)
+            self.whole_call(self.open, op, args, kwargs, out)
+            return out
+        path = self.stack[-1][0]
         inputs = _tensors((args, kwargs))
-        row = _Row(name="", module=path, op=op, kind="function", inputs=inputs, params=self.take_params(inputs))
+        row = _Row(name="", module=path, op=op, kind="function", inputs=inputs)
         self.open = row
         self.enter_scope(row)
         try:
-            out = func(*args, **kwargs)
+            with self.calling(op):
+                out = func(*args, **kwargs)
         finally:
             self.exit_scope(row)
             self.open = None
-        if row.computed or row.params:
+        if row.computed:
+            row.params = self.take_params_read(inputs)
+            self.whole_call(row, op, args, kwargs, out)
             row.name = self.unique_name(f"{path}/{op}" if path else op)
             self.close(row, out)
         return out
 
     # --- ATen level: costs -------------------------------------------------------------------------
     def charge(self, func: Any, args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> None:
-        if func in ALLOCATIONS:
+        short = func.overloadpacket.__name__
+        first = next(iter(_tensors(out)), None)
+        floating = first is not None and (first.is_floating_point() or first.is_complex())
+        category = category_of(func, floating)
+        self.note_category(short, category)
+        if category == ALLOCATION:
             return
         row = self.open
         implicit = row is None
         if row is None:  # an operator outside any recognised call: give it a row of its own
             path = self.stack[-1][0] if self.stack else ""
-            op = func.overloadpacket.__name__
-            row = _Row(name=self.unique_name(f"{path}/{op}" if path else op), module=path, op=op,
+            row = _Row(name=self.unique_name(f"{path}/{short}" if path else short), module=path, op=short,
                        kind="function", inputs=_tensors((args, kwargs)))
-        short = func.overloadpacket.__name__
         row.aten_ops.append(short)
-        returns = func._schema.returns
-        is_view = bool(returns) and all(r.alias_info is not None and not r.alias_info.is_write for r in returns)
-        if not is_view:
-            row.computed = True
+        if category == VIEW:
+            return
+        row.computed = True
+        if category == UNSUPPORTED:
+            row.unsupported.append(short)
+        elif category != NOT_FLOATING:  # integer bookkeeping (num_batches_tracked += 1) is not FLOPs
             cost = op_cost(func, args, kwargs, out)
-            first = next(iter(_tensors(out)), None)
-            if first is not None and not (first.is_floating_point() or first.is_complex()):
-                pass  # integer bookkeeping (BatchNorm's num_batches_tracked += 1) is not floating-point work
-            elif cost is None:
-                row.unsupported.append(short)
-            else:
+            if cost is not None:
                 row.macs += cost.macs
                 row.flops += cost.flops
-            read = {id(t): t for t in _tensors((args, kwargs))}
-            outs = out if isinstance(out, (tuple, list)) else (out,)
-            skip = discarded_outputs(func, args, kwargs)
-            written = [t for i, t in enumerate(outs) if isinstance(t, torch.Tensor) and i not in skip]
-            row.traffic_bytes += sum(self.nbytes(t) for t in read.values()) + sum(self.nbytes(t) for t in written)
-        if implicit and row.computed:
+        row.flop_counter_flops += conv.flop_counter_flops(func, args, kwargs, out)
+        if self.call is None or self.call not in conv.FVCORE_FUNCTIONS:
+            fv, undo = self.sdpa_filter.charge(func, conv.fvcore_flops(func, args, kwargs, out), row)
+            row.fvcore_flops += fv
+            if undo is not None:
+                undo[0].fvcore_flops -= undo[1]
+        read = {id(t): t for t in _tensors((args, kwargs))}
+        outs = out if isinstance(out, (tuple, list)) else (out,)
+        skip = discarded_outputs(func, args, kwargs)
+        written = [t for i, t in enumerate(outs) if isinstance(t, torch.Tensor) and i not in skip]
+        row.traffic_bytes += sum(self.nbytes(t) for t in read.values()) + sum(self.nbytes(t) for t in written)
+        if implicit:
             self.close(row, out)
 
 
@@ -249,6 +347,28 @@ class _Dispatch(TorchDispatchMode):
         out = func(*args, **kwargs)
         self.recorder.charge(func, args, kwargs, out)
         return out
+
+
+@contextmanager
+def _no_attention_fastpath() -> Iterator[None]:
+    """Switch off ``nn.MultiheadAttention`` / ``nn.TransformerEncoderLayer``'s fused inference fast path while
+    tracing: it runs only on real devices, so rows, parameters and counts would depend on the trace device."""
+    mha = getattr(torch.backends, "mha", None)
+    if mha is None:
+        yield
+        return
+    before = mha.get_fastpath_enabled()
+    mha.set_fastpath_enabled(False)
+    try:
+        yield
+    finally:
+        mha.set_fastpath_enabled(before)
+
+
+def _needs_values(exc: BaseException) -> bool:
+    """Whether a failure on the meta device means the forward needs real tensors (not a bad input shape)."""
+    text = str(exc).lower()
+    return "meta" in text or "data-dependent" in text or "data dependent" in text or isinstance(exc, NotImplementedError)
 
 
 def profile_module(
@@ -272,6 +392,11 @@ def profile_module(
     ``run(model, x)``, when given, replaces the plain ``model(x)`` call (still inside ``no_grad`` and the
     recording modes): the memory model uses it to run a training forward under ``enable_grad`` and keep
     its output.
+
+    Raises:
+        MetaDeviceError: ``x`` is on ``meta`` and the forward needs tensor values (:func:`profile_model`
+            retries such models on the CPU).
+        ShapeError: the model cannot take ``x`` (the message names the layer).
     """
     if dtype not in DTYPE_BYTES:
         raise InvalidInput(f"unknown dtype {dtype!r}; choose from {', '.join(DTYPE_BYTES)}")
@@ -281,16 +406,18 @@ def profile_module(
         handles.append(m.register_forward_pre_hook(rec.pre_hook, with_kwargs=True))
         handles.append(m.register_forward_hook(rec.post_hook, with_kwargs=True))
     try:
-        with torch.no_grad(), rec, _Dispatch(rec):
+        with torch.no_grad(), _no_attention_fastpath(), rec, _Dispatch(rec):
             if run is None:
                 model(x)
             else:
                 run(model, x)
     except (RuntimeError, ValueError, IndexError, TypeError, NotImplementedError, AssertionError) as exc:
-        text = str(exc)
-        if x.device.type == "meta" and ("meta" in text.lower() or "data-dependent" in text.lower()):
-            first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
-            raise InvalidInput(f"{name} cannot run on the meta device ({first}); profile it with --device cpu") from None
+        if x.device.type == "meta" and _needs_values(exc):
+            raise MetaDeviceError(
+                f"{name} cannot run on the meta device ({first_line(exc)}); build it on the CPU and profile it "
+                "there (profile_model does so by itself)",
+                first_line(exc),
+            ) from None
         where = rec.stack[-1][:3] if rec.stack else None
         raise shape_error(name, tuple(x.shape), where, exc) from None
     finally:
@@ -308,6 +435,7 @@ def profile_module(
         unused_params=unused,
         module_types=module_types,
         spec=spec or {},
+        op_categories=dict(sorted(rec.categories.items())),
     )
 
 
@@ -321,6 +449,7 @@ def profile_model(
     num_classes: int | None = None,
     in_channels: int | None = None,
     image_size: int | Sequence[int] | str | None = None,
+    inputs: InputSpec | None = None,
 ) -> ModelProfile:
     """Per-layer parameters, MACs, FLOPs, activation bytes and memory traffic of a model.
 
@@ -329,19 +458,27 @@ def profile_model(
             (then ``input_shape``, per sample, is required and the module's own device is used).
         batch_size: samples per batch.
         dtype: ``fp32``, ``tf32``, ``fp16``, ``bf16`` or ``int8``: the element size used for bytes.
-        device: ``meta`` (default: nothing allocated, nothing computed) or ``cpu`` for models whose forward
-            needs real data.
+        device: ``meta`` (default: nothing allocated, nothing computed) or ``cpu`` (real tensors).
         input_shape, num_classes, in_channels, image_size: overrides, as for ``create_model``.
+        inputs: the input's element type and value range (token ids for an ``nn.Embedding`` first layer:
+            ``InputSpec("int64", 0, 30522)``); default float32. A trace on the CPU uses representative values
+            (standard normal, or integers uniform in the range), never zeros.
 
     Returns:
-        A :class:`ModelProfile`; ``profile.total_params`` equals ``sum(p.numel())`` of the model.
+        A :class:`ModelProfile`; ``profile.total_params`` equals ``sum(p.numel())`` of the model. Its
+        ``notes`` say, one line each, when the model had to be built or traced on the CPU and with which input;
+        ``spec["trace"]`` records the same as data.
 
     Raises:
         ModelNotFound, InvalidInput, ShapeError: bad name, option or input shape (one-line messages).
 
-    Conventions: ``macs`` counts conv / linear / matmul multiply-accumulates only; ``flops`` counts every
-    floating-point operation (2 per MAC plus bias, element-wise, normalisation and pooling work; see
-    :mod:`deploykit.profile.formulas`).
+    A model that cannot be built on ``meta`` (``Cannot copy out of meta tensor`` in ``__init__``) is built on the
+    CPU and traced on ``meta``; one whose forward cannot run on ``meta`` (``.item()``, ``if x.sum() > 0``) is
+    built and traced on the CPU. The counts do not depend on where the trace ran.
+
+    Conventions: ``macs`` counts conv / linear / matmul / attention / recurrent multiply-accumulates only;
+    ``flops`` counts every floating-point operation (2 per MAC plus bias, element-wise, normalisation and
+    pooling work; see :mod:`deploykit.profile.formulas`).
 
     >>> p = profile_model("resnet18")
     >>> p.total_params, p.total_macs
@@ -349,6 +486,9 @@ def profile_model(
     """
     if batch_size <= 0:
         raise InvalidInput("batch size must be positive")
+    if device not in ("meta", "cpu") and not str(device).startswith("cuda"):
+        raise InvalidInput(f"unknown trace device {device!r}; choose meta or cpu")
+    inputs = inputs or InputSpec()
     if isinstance(model, nn.Module):
         if input_shape is None:
             raise InvalidInput("profiling an nn.Module needs its per-sample input_shape")
@@ -357,13 +497,57 @@ def profile_model(
         shape = (batch_size, *parse_shape(input_shape))
         param = next(model.parameters(), None)
         dev = param.device if param is not None else torch.device(device)
-        return profile_module(model, torch.zeros(shape, device=dev), name=type(model).__name__, dtype=dtype)
-    module, spec = create_model(
-        model, device=device, num_classes=num_classes, in_channels=in_channels,
-        image_size=image_size, input_shape=input_shape,
-    )
-    x = torch.zeros(spec.batch_shape(batch_size), device=device)
-    return profile_module(module, x, name=spec.name, dtype=dtype, spec=spec.to_dict())
+        x, given = _input(model, shape, dev, inputs)
+        given.update(built_on="given", device=dev.type)
+        prof = profile_module(model, x, name=type(model).__name__, dtype=dtype, spec={"trace": given})
+        return dataclasses.replace(prof, notes=_trace_notes(prof.model, given))
+
+    overrides: dict[str, Any] = {"num_classes": num_classes, "in_channels": in_channels, "image_size": image_size,
+                                 "input_shape": input_shape}
+    trace: dict[str, Any] = {"built_on": device, "device": device}
+    try:
+        module, spec = create_model(model, device=device, **overrides)
+    except (BuildError, ShapeError, RuntimeError, NotImplementedError) as exc:
+        if device != "meta":
+            raise
+        module, spec = create_model(model, device="cpu", **overrides)  # a failure here is the model's own
+        # a BuildError already quotes the model's own exception after "failed: "
+        reason = str(exc).split(" failed: ", 1)[-1] if isinstance(exc, BuildError) else first_line(exc)
+        trace.update(built_on="cpu", build_reason=reason)
+        module = module.to("meta")
+    shape = spec.batch_shape(batch_size)
+    x, trace_input = _input(module, shape, device, inputs)
+    trace.update(trace_input)
+    try:
+        prof = profile_module(module, x, name=spec.name, dtype=dtype, spec={**spec.to_dict(), "trace": trace})
+    except MetaDeviceError as exc:
+        module, spec = create_model(model, device="cpu", **overrides)
+        x, trace_input = _input(module, shape, "cpu", inputs)
+        trace = {**trace, **trace_input, "built_on": "cpu", "device": "cpu", "trace_reason": exc.reason}
+        prof = profile_module(module, x, name=spec.name, dtype=dtype, spec={**spec.to_dict(), "trace": trace})
+    return dataclasses.replace(prof, notes=_trace_notes(prof.model, trace))
 
 
-__all__ = ["fmt_shape", "profile_model", "profile_module"]
+def _input(model: nn.Module, shape: Sequence[int], device: str | torch.device, inputs: InputSpec) -> tuple[torch.Tensor, dict[str, Any]]:
+    """The traced input: a placeholder on ``meta``, representative values on a real device."""
+    if torch.device(device).type == "meta":
+        return inputs.placeholder(shape, "meta"), {"input": {**inputs.to_dict(), "values": "none (meta: shapes only)"}}
+    spec = inputs.resolve(model)
+    return spec.sample(shape, device), {"input": {**spec.to_dict(), "values": spec.describe()}}
+
+
+def _trace_notes(name: str, trace: Mapping[str, Any]) -> tuple[str, ...]:
+    """One line per thing the user should know about where and how the model was built and traced."""
+    notes = []
+    if trace.get("build_reason") and trace.get("device") == "meta":
+        notes.append(f"{name} cannot be built on the meta device ({trace['build_reason']}): built on the CPU with "
+                     "real weights, then traced on meta")
+    if trace.get("trace_reason"):
+        notes.append(f"{name} cannot be traced on the meta device ({trace['trace_reason']}): built and traced on the "
+                     f"CPU with real tensors; input: {trace['input']['values']}")
+    elif trace.get("device") not in (None, "meta"):
+        notes.append(f"traced on {trace['device']} with real tensors; input: {trace['input']['values']}")
+    return tuple(notes)
+
+
+__all__ = ["MetaDeviceError", "fmt_shape", "profile_model", "profile_module"]

@@ -2,29 +2,37 @@
 
 Conventions (the README and ``deploykit profile --help`` state the same):
 
-* ``macs`` counts multiply-accumulates of convolution, linear and matmul work only (the papers'
-  "mult-adds"). This is what fvcore calls "flops" for those operators.
+* ``macs`` counts multiply-accumulates of convolution, linear, matmul, attention and recurrent-cell matrix work
+  only (the papers' "mult-adds"). This is what fvcore calls "flops" for those operators.
 * ``flops`` counts every floating-point operation: **2 per MAC**, plus the bias add (1 per output element),
   plus element-wise, normalisation and pooling work per the table below. ``torch.utils.flop_counter``
   counts 2 per MAC and nothing else, so for conv/linear/matmul ours exceed it by exactly the bias adds.
 * A convolution's MACs count every kernel tap, including taps that fall on zero padding (as fvcore and
   torch's counter do); a transposed convolution is counted from its input side.
 * Per-channel constant folding (``gamma / sqrt(var + eps)``) is O(C) and not counted.
+* Fused kernels are counted as their unfused (math) form computes, so a count never depends on the device the
+  trace ran on: scaled dot-product attention (math, flash, memory-efficient, CPU flash, cuDNN) as the math
+  backend's ``q·√s``, ``k·√s``, ``QKᵀ``, mask add, softmax, dropout and ``·V``; LSTM / GRU / RNN kernels
+  (oneDNN ``mkldnn_rnn_layer``, cuDNN ``_cudnn_rnn``, MIOpen, the fused CUDA cells) as ATen's cell-by-cell
+  decomposition.
 
 =================================  ===================================================================
 operator                           FLOPs
 =================================  ===================================================================
 convolution                        2 * MACs + (output elements if bias)
-addmm / mm / bmm / baddbmm         2 * MACs (+ output elements for the added term)
+addmm / mm / bmm / baddbmm / mv    2 * MACs (+ output elements for the added term)
+scaled dot-product attention       2 * MACs + q and k scaling + mask add + 5 per score (softmax)
+                                   (+ 2 per score with dropout); MACs = B*H*L*S*(E + Ev)
+LSTM / GRU / RNN (per step, row)   2 * MACs + 2 * G*H bias adds + 22 H (LSTM) / 16 H (GRU) / 2 H (RNN)
 add / sub / mul / div (+ in-place) 1 per output element (add/sub with alpha != 1: 2)
-relu, threshold, clamp_min/max     1 per element
-hardtanh (ReLU6), clamp            2 per element (max and min)
-leaky_relu                         2 per element; elu: 4
+relu, threshold, clamp_min/max     1 per element; other unary maths (exp, erf, sin, floor, ...) 1
+hardtanh (ReLU6), clamp            2 per element (max and min); lerp, addcmul, addcdiv 2-3
+leaky_relu, prelu                  2 per element; elu, celu 4; selu 5; softplus 3; mish 5
 sigmoid                            4 per element (negate, exp, add 1, divide)
 tanh                               1 per element (one transcendental)
 hardsigmoid                        4 per element (add 3, max, min, divide by 6)
 hardswish                          5 per element (hardsigmoid, then multiply)
-silu                               5 per element; gelu: 5 (erf form), 9 (tanh form)
+silu                               5 per element; gelu: 5 (erf form), 9 (tanh form); glu 5 per output
 batch norm, inference              2 per element (x * scale + shift, per-channel scale/shift folded)
 batch norm, training               6 per element (mean 1, variance 3, scale and shift 2)
 layer norm                         8 per element (statistics 4, normalise 2, affine 2)
@@ -32,20 +40,35 @@ group norm                         6 per element (statistics 4, scale and shift 
 max pool (k window)                k - 1 comparisons per output element
 avg pool (k window)                k per output element (k - 1 adds and 1 divide)
 adaptive avg pool                  exact window sizes: sum over output cells of the window size
-mean                               1 per input element; sum: input - output elements
+mean                               1 per input element; sum, prod, amax, amin, max, min: input - output
+var / std                          4 per input element (+ 1 per output for std's root)
+vector norm                        2 per input element + 1 per output element
 softmax / log_softmax              5 per element (max, subtract, exp, sum, divide)
+bilinear / bicubic resampling      2 * taps - 1 per output element (linear 3, bilinear 7, trilinear 15,
+                                   bicubic 31); grid_sample likewise; nearest: 0
 dropout (training)                 2 per element
-cat, stack, clone, copy, pad       0 (data movement only: traffic, no arithmetic)
+no arithmetic                      0: cat, stack, clone, copy, pad, index, gather, scatter, roll, flip,
+                                   repeat, masked_fill, where, tril/triu, embedding, pixel shuffle, nearest
+                                   upsampling, fills (zeros, ones, full, scalar_tensor, arange), random
+                                   draws. Traffic only: the bytes they really read and write
 =================================  ===================================================================
 
-Views (``view``, ``t``, ``permute``, ``detach``, ...) and allocations (``empty``) cost nothing and move no
-data. Any other operator is reported as *unsupported*.
+Views (``view``, ``_unsafe_view``, ``t``, ``permute``, ``expand``, ``unsqueeze``, ``unsafe_split``,
+in-place ``transpose_`` / ``as_strided_``, ...) and allocations (``empty``) cost nothing and move no data.
+Operators whose result is not floating point (comparisons, integer index arithmetic) are not FLOPs; their
+bytes are traffic. Any other operator is reported as *unsupported*: deploykit does not know its cost.
+
+Every operator has a :data:`category <CATEGORIES>` (:func:`category_of`), reported per profile in
+``op_categories``.
+
+Other tools' conventions (fvcore, ``FlopCounterMode``), computed from the same trace: see
+:mod:`deploykit.profile.conventions`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,11 +88,47 @@ class OpCost:
 #: ``formula(args, kwargs, out) -> OpCost`` where args/kwargs are the ATen call's (meta) arguments.
 Formula = Callable[[Sequence[Any], dict[str, Any], Any], OpCost]
 
+# --- categories -------------------------------------------------------------------------------------------
+MATMUL = "matmul"
+ATTENTION = "attention"
+RECURRENT = "recurrent"
+ELEMENTWISE = "element-wise"
+NORMALIZATION = "normalization"
+POOLING = "pooling"
+REDUCTION = "reduction"
+RESAMPLING = "resampling"
+NO_ARITHMETIC = "no arithmetic"
+VIEW = "view"
+ALLOCATION = "allocation"
+NOT_FLOATING = "not floating-point"
+UNSUPPORTED = "unsupported"
+
+#: What each category means, in the words the README and ``--help`` use.
+CATEGORIES: dict[str, str] = {
+    MATMUL: "convolution / linear / matmul: MACs",
+    ATTENTION: "scaled dot-product attention (any backend): MACs + softmax",
+    RECURRENT: "LSTM / GRU / RNN kernels (any backend): MACs + gate arithmetic",
+    ELEMENTWISE: "element-wise arithmetic and activations",
+    NORMALIZATION: "batch / layer / group / RMS normalisation",
+    POOLING: "max / average / adaptive pooling",
+    REDUCTION: "sums, means, extrema, variances, norms",
+    RESAMPLING: "interpolating upsampling and grid sampling",
+    NO_ARITHMETIC: "0 FLOPs, real bytes: copies, fills, gathers, scatters, padding, masking",
+    VIEW: "metadata only: no FLOPs, no bytes",
+    ALLOCATION: "allocates without writing: no FLOPs, no bytes",
+    NOT_FLOATING: "result is not floating point (comparisons, integer indices): bytes only",
+    UNSUPPORTED: "deploykit does not know this operator's cost: its FLOPs are missing from the totals",
+}
+
 FORMULAS: dict[Any, Formula] = {}
+_CATEGORY: dict[Any, str] = {}
 
 
-def register_formula(*ops: Any) -> Callable[[Formula], Formula]:
-    """Register ``formula`` for every overload of each ATen ``op`` packet given (``aten.relu``)."""
+def register_formula(*ops: Any, category: str) -> Callable[[Formula], Formula]:
+    """Register ``formula`` for every overload of each ATen ``op`` packet (``aten.relu``) or overload
+    (``aten.max.dim``) given, under ``category`` (a key of :data:`CATEGORIES`)."""
+    if category not in CATEGORIES:
+        raise ValueError(f"unknown category {category!r}")
 
     def deco(fn: Formula) -> Formula:
         for op in ops:
@@ -77,6 +136,7 @@ def register_formula(*ops: Any) -> Callable[[Formula], Formula]:
                 if overload in FORMULAS:
                     raise ValueError(f"formula for {overload} registered twice")
                 FORMULAS[overload] = fn
+                _CATEGORY[overload] = category
         return fn
 
     return deco
@@ -86,6 +146,16 @@ def _overloads(op: Any) -> list[Any]:
     if isinstance(op, torch._ops.OpOverloadPacket):
         return [getattr(op, name) for name in op.overloads()]
     return [op]
+
+
+def _packets(names: Iterable[str], inplace: bool = False) -> list[Any]:
+    """The ATen packets called ``names`` (and their ``name_`` in-place forms when ``inplace``) that exist."""
+    out = []
+    for name in names:
+        for n in (name, name + "_") if inplace else (name,):
+            if hasattr(aten, n):
+                out.append(getattr(aten, n))
+    return out
 
 
 def _arg(args: Sequence[Any], kwargs: dict[str, Any], index: int, name: str, default: Any = None) -> Any:
@@ -123,7 +193,7 @@ def conv_macs(input_shape: Sequence[int], weight_shape: Sequence[int], output_sh
     return math.prod(int(d) for d in output_shape) * per
 
 
-@register_formula(aten.convolution, aten._convolution)
+@register_formula(aten.convolution, aten._convolution, category=MATMUL)
 def _conv(args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> OpCost:
     x, w, bias = args[0], args[1], _arg(args, kwargs, 2, "bias")
     transposed = bool(_arg(args, kwargs, 6, "transposed", False))
@@ -132,33 +202,192 @@ def _conv(args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> OpCost:
     return OpCost(macs=macs, flops=2 * macs + (y.numel() if bias is not None else 0))
 
 
-@register_formula(aten.mm)
+def _matmul_macs(a: torch.Tensor, b: torch.Tensor, out: Any) -> int:
+    """Every output element is one ``K``-long dot product (mm, bmm, mv, dot)."""
+    return max(_numel(_first_tensor(out)), 1) * int(a.shape[-1])
+
+
+@register_formula(aten.mm, aten.bmm, aten.mv, aten.dot, aten.vdot, category=MATMUL)
 def _mm(args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> OpCost:
-    a, b = args[0], args[1]
-    macs = int(a.shape[0]) * int(a.shape[1]) * int(b.shape[1])
+    macs = _matmul_macs(args[0], args[1], out)
     return OpCost(macs=macs, flops=2 * macs)
 
 
-@register_formula(aten.addmm)
+@register_formula(aten.addmm, aten.baddbmm, aten.addmv, category=MATMUL)
 def _addmm(args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> OpCost:
-    a, b = args[1], args[2]
-    macs = int(a.shape[0]) * int(a.shape[1]) * int(b.shape[1])
+    macs = _matmul_macs(args[1], args[2], out)
     return OpCost(macs=macs, flops=2 * macs + _numel(_first_tensor(out)))
 
 
-@register_formula(aten.bmm)
-def _bmm(args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> OpCost:
-    a, b = args[0], args[1]
+@register_formula(aten.addbmm, category=MATMUL)
+def _addbmm(args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> OpCost:
+    a, b = args[1], args[2]  # (B, n, k) @ (B, k, m) summed over B, added to (n, m)
     macs = int(a.shape[0]) * int(a.shape[1]) * int(a.shape[2]) * int(b.shape[2])
-    return OpCost(macs=macs, flops=2 * macs)
+    y = _numel(_first_tensor(out))
+    return OpCost(macs=macs, flops=2 * macs + y)
 
 
-@register_formula(aten.baddbmm)
-def _baddbmm(args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> OpCost:
-    a, b = args[1], args[2]
-    macs = int(a.shape[0]) * int(a.shape[1]) * int(a.shape[2]) * int(b.shape[2])
-    return OpCost(macs=macs, flops=2 * macs + _numel(_first_tensor(out)))
+@register_formula(aten._addmm_activation, category=MATMUL)
+def _addmm_activation(args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> OpCost:
+    y = _numel(_first_tensor(out))
+    act = 9 if kwargs.get("use_gelu", False) else 1  # the GELU epilogue is the tanh form
+    macs = _matmul_macs(args[1], args[2], out)
+    return OpCost(macs=macs, flops=2 * macs + y + act * y)
 
+
+# --- attention ------------------------------------------------------------------------------------------------
+
+
+def sdpa_cost(
+    query_shape: Sequence[int],
+    key_shape: Sequence[int],
+    value_shape: Sequence[int],
+    *,
+    masked: bool,
+    dropout: bool,
+) -> OpCost:
+    """Scaled dot-product attention as the math backend computes it (any leading batch / head dims).
+
+    With ``q: (..., L, E)``, ``k: (..., S, E)``, ``v: (..., S, Ev)`` and ``BH`` = the product of ``q``'s
+    leading dims (key/value heads broadcast to the query's under grouped-query attention):
+    MACs = ``BH·L·S·E`` (``QKᵀ``) + ``BH·L·S·Ev`` (``·V``); FLOPs = 2 * MACs + ``BH·L·E`` (``q·√scale``) +
+    ``BH·S·E`` (``k·√scale``) + ``BH·L·S`` (mask add, with an attention mask or ``is_causal``) + 5 ``BH·L·S``
+    (softmax) + 2 ``BH·L·S`` (dropout, when ``dropout_p > 0``).
+    """
+    *lead, L, E = (int(d) for d in query_shape)
+    S, Ev = int(key_shape[-2]), int(value_shape[-1])
+    bh = math.prod(lead)
+    scores = bh * L * S
+    macs = scores * E + scores * Ev
+    flops = 2 * macs + bh * L * E + bh * S * E + 5 * scores
+    flops += scores if masked else 0
+    flops += 2 * scores if dropout else 0
+    return OpCost(macs=macs, flops=flops)
+
+
+def _sdpa(mask_index: int | None, mask_name: str, dropout_index: int, causal_index: int) -> Formula:
+    def formula(args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> OpCost:
+        q, k, v = args[0], args[1], args[2]
+        mask = _arg(args, kwargs, mask_index, mask_name) if mask_index is not None else kwargs.get(mask_name)
+        causal = bool(_arg(args, kwargs, causal_index, "is_causal", False))
+        dropout = float(_arg(args, kwargs, dropout_index, "dropout_p", 0.0) or 0.0) > 0
+        return sdpa_cost(q.shape, k.shape, v.shape, masked=mask is not None or causal, dropout=dropout)
+
+    return formula
+
+
+# (attention mask index or None for keyword-only, its name, dropout_p index, is_causal index)
+register_formula(aten._scaled_dot_product_flash_attention_for_cpu, category=ATTENTION)(_sdpa(None, "attn_mask", 3, 4))
+register_formula(aten._scaled_dot_product_flash_attention, category=ATTENTION)(_sdpa(None, "attn_mask", 3, 4))
+register_formula(aten._scaled_dot_product_efficient_attention, category=ATTENTION)(_sdpa(3, "attn_bias", 5, 6))
+register_formula(aten._scaled_dot_product_cudnn_attention, category=ATTENTION)(_sdpa(3, "attn_bias", 5, 6))
+register_formula(aten._scaled_dot_product_fused_attention_overrideable, category=ATTENTION)(_sdpa(3, "attn_bias", 4, 5))
+
+
+def _heads_first(shape: Sequence[int]) -> tuple[int, ...]:
+    return (*shape[:-3], shape[-2], shape[-3], shape[-1])
+
+
+@register_formula(aten._flash_attention_forward, category=ATTENTION)
+def _flash_forward(args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> OpCost:
+    # (q, k, v, cum_seq_q, cum_seq_k, max_q, max_k, dropout_p, is_causal, ...), tensors (B, L, H, E)
+    q, k, v = args[0], args[1], args[2]
+    dropout = float(_arg(args, kwargs, 7, "dropout_p", 0.0) or 0.0) > 0
+    causal = bool(_arg(args, kwargs, 8, "is_causal", False))
+    return sdpa_cost(_heads_first(q.shape), _heads_first(k.shape), _heads_first(v.shape), masked=causal,
+                     dropout=dropout)
+
+
+@register_formula(aten._efficient_attention_forward, category=ATTENTION)
+def _efficient_forward(args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> OpCost:
+    # (q, k, v, bias, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, dropout_p, custom_mask_type, ...)
+    q, k, v = args[0], args[1], args[2]
+    masked = _arg(args, kwargs, 3, "bias") is not None or int(_arg(args, kwargs, 9, "custom_mask_type", 0)) != 0
+    dropout = float(_arg(args, kwargs, 8, "dropout_p", 0.0) or 0.0) > 0
+    return sdpa_cost(_heads_first(q.shape), _heads_first(k.shape), _heads_first(v.shape), masked=masked,
+                     dropout=dropout)
+
+# --- recurrent layers ----------------------------------------------------------------------------------------
+
+#: cuDNN / oneDNN / MIOpen mode numbers (``RNN_RELU``, ``RNN_TANH``, ``LSTM``, ``GRU``) -> cell kind.
+RNN_MODES = {0: "rnn", 1: "rnn", 2: "lstm", 3: "gru"}
+#: Gates per cell kind (rows of ``W_ih`` per hidden unit).
+RNN_GATES = {"lstm": 4, "gru": 3, "rnn": 1}
+#: Element-wise FLOPs per hidden unit per step, biases excluded: LSTM add gates 4, sigmoid x3 12, tanh x2 2,
+#: c = f*c + i*g 3, h = o*tanh(c) 1; GRU r and z gate adds 2, sigmoid x2 8, r*h 1, + 1, tanh 1, (h - n) 1,
+#: * z 1, + n 1; RNN gate add 1, tanh or relu 1. As ATen's ``lstm_cell`` / ``gru_cell`` / ``rnn_*_cell``.
+RNN_CELL_FLOPS = {"lstm": 22, "gru": 16, "rnn": 2}
+
+
+def rnn_cell_cost(kind: str, rows: int, input_size: int, hidden: int, *, bias: bool, proj: int = 0) -> OpCost:
+    """One direction of one recurrent layer over ``rows`` = time steps x batch rows (or the sum of a packed
+    sequence's batch sizes): the ``W_ih`` and ``W_hh`` matmuls (``W_hr`` with an LSTM projection), the bias
+    adds and the gate arithmetic of :data:`RNN_CELL_FLOPS`."""
+    g = RNN_GATES[kind]
+    h_state = proj or hidden
+    macs = rows * g * hidden * (input_size + h_state) + rows * hidden * proj
+    flops = 2 * macs + (2 * rows * g * hidden if bias else 0) + rows * hidden * RNN_CELL_FLOPS[kind]
+    return OpCost(macs=macs, flops=flops)
+
+
+def _rows(x: torch.Tensor) -> int:
+    return int(x.numel()) // int(x.shape[-1])
+
+
+@register_formula(aten.mkldnn_rnn_layer, category=RECURRENT)
+def _mkldnn_rnn_layer(args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> OpCost:
+    # one layer, one direction: (input, w_ih, w_hh, b_ih, b_hh, hx, cx, reverse, batch_sizes, mode, hidden_size,
+    # num_layers, has_biases, ...); unused bias slots hold placeholders, so has_biases decides.
+    x, w_ih = args[0], args[1]
+    hidden = int(_arg(args, kwargs, 10, "hidden_size"))
+    kind = RNN_MODES[int(_arg(args, kwargs, 9, "mode"))]
+    batch_sizes = _arg(args, kwargs, 8, "batch_sizes") or ()
+    rows = sum(int(b) for b in batch_sizes) if len(batch_sizes) else _rows(x)
+    return rnn_cell_cost(kind, rows, int(w_ih.shape[1]), hidden, bias=bool(_arg(args, kwargs, 12, "has_biases")))
+
+
+def _fused_rnn(weight_index: int, mode_index: int, hidden_index: int, proj_index: int | None, layers_index: int,
+               bidir_index: int, batch_sizes_index: int) -> Formula:
+    def formula(args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> OpCost:
+        x, weights = args[0], list(args[weight_index])
+        stride = int(args[weight_index + 1])
+        kind = RNN_MODES[int(args[mode_index])]
+        hidden = int(args[hidden_index])
+        proj = int(args[proj_index]) if proj_index is not None else 0
+        layers, dirs = int(args[layers_index]), 2 if args[bidir_index] else 1
+        batch_sizes = args[batch_sizes_index] or ()
+        rows = sum(int(b) for b in batch_sizes) if len(batch_sizes) else _rows(x)
+        bias = stride >= 4
+        total = OpCost()
+        for k in range(layers * dirs):
+            w_ih = weights[k * stride]
+            c = rnn_cell_cost(kind, rows, int(w_ih.shape[1]), hidden, bias=bias, proj=proj)
+            total = OpCost(total.macs + c.macs, total.flops + c.flops)
+        return total
+
+    return formula
+
+
+# _cudnn_rnn(input, weight[], weight_stride0, weight_buf, hx, cx, mode, hidden_size, proj_size, num_layers,
+#            batch_first, dropout, train, bidirectional, batch_sizes, dropout_state)
+register_formula(aten._cudnn_rnn, category=RECURRENT)(_fused_rnn(1, 6, 7, 8, 9, 13, 14))
+# miopen_rnn(input, weight[], weight_stride0, hx, cx, mode, hidden_size, num_layers, batch_first, dropout, train,
+#            bidirectional, batch_sizes, dropout_state)
+register_formula(aten.miopen_rnn, category=RECURRENT)(_fused_rnn(1, 5, 6, None, 7, 11, 12))
+
+
+def _fused_cell(kind: str) -> Formula:
+    def formula(args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> OpCost:
+        # (input_gates, hidden_gates, cx / hx, input_bias, hidden_bias): the matmuls ran before, as mm.
+        state = _numel(args[2])
+        biases = sum(1 for i, n in ((3, "input_bias"), (4, "hidden_bias")) if _arg(args, kwargs, i, n) is not None)
+        return OpCost(flops=biases * RNN_GATES[kind] * state + RNN_CELL_FLOPS[kind] * state)
+
+    return formula
+
+
+register_formula(aten._thnn_fused_lstm_cell, category=RECURRENT)(_fused_cell("lstm"))
+register_formula(aten._thnn_fused_gru_cell, category=RECURRENT)(_fused_cell("gru"))
 
 # --- element-wise ----------------------------------------------------------------------------------
 
@@ -176,28 +405,41 @@ def _alpha_scaled(args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> OpCo
     return OpCost(flops=per * _numel(_first_tensor(out)))
 
 
-register_formula(aten.add, aten.add_, aten.sub, aten.sub_, aten.rsub)(_alpha_scaled)
+register_formula(aten.add, aten.add_, aten.sub, aten.sub_, aten.rsub, category=ELEMENTWISE)(_alpha_scaled)
 register_formula(
-    aten.mul, aten.mul_, aten.div, aten.div_,
-    aten.relu, aten.relu_, aten.threshold, aten.threshold_, aten.clamp_min, aten.clamp_min_,
-    aten.clamp_max, aten.clamp_max_, aten.tanh, aten.tanh_, aten.neg, aten.abs, aten.exp, aten.log,
-    aten.sqrt, aten.rsqrt, aten.reciprocal, aten.pow, aten.square,
+    *_packets(("mul", "div", "relu", "threshold", "clamp_min", "clamp_max", "tanh", "neg", "abs", "exp", "log", "sqrt",
+               "rsqrt", "reciprocal", "pow", "square", "erf", "erfc", "erfinv", "sin", "cos", "tan", "sinh", "cosh",
+               "asin", "acos", "atan", "atan2", "asinh", "acosh", "atanh", "sign", "sgn", "floor", "ceil", "round",
+               "trunc", "frac", "exp2", "log2", "log10", "log1p", "expm1", "remainder", "fmod", "minimum", "maximum",
+               "fmin", "fmax", "hypot", "logit", "sinc", "true_divide", "xlogy"), inplace=True),
+    aten.max.other, aten.min.other, aten.hardshrink, aten.softshrink,
+    category=ELEMENTWISE,
 )(_per_element(1))
-register_formula(aten.hardtanh, aten.hardtanh_, aten.clamp, aten.clamp_, aten.leaky_relu, aten.leaky_relu_)(
-    _per_element(2)
+register_formula(
+    aten.hardtanh, aten.hardtanh_, aten.clamp, aten.clamp_, aten.leaky_relu, aten.leaky_relu_, aten._prelu_kernel,
+    aten.addcmul, aten.addcmul_, aten.addcdiv, aten.addcdiv_, category=ELEMENTWISE,
+)(_per_element(2))
+register_formula(aten.softplus, aten.lerp, aten.lerp_, category=ELEMENTWISE)(_per_element(3))
+register_formula(
+    aten.sigmoid, aten.sigmoid_, aten.hardsigmoid, aten.hardsigmoid_, aten.elu, aten.elu_, aten.celu, aten.celu_,
+    aten.log_sigmoid_forward, category=ELEMENTWISE,
+)(_per_element(4))
+register_formula(
+    aten.hardswish, aten.hardswish_, aten.silu, aten.silu_, aten.mish, aten.mish_, aten.selu, aten.selu_, aten.glu,
+    category=ELEMENTWISE,
+)(_per_element(5))
+register_formula(aten._softmax, aten._log_softmax, aten._safe_softmax, aten._masked_softmax, category=ELEMENTWISE)(
+    _per_element(5)
 )
-register_formula(aten.sigmoid, aten.sigmoid_, aten.hardsigmoid, aten.hardsigmoid_, aten.elu, aten.elu_)(_per_element(4))
-register_formula(aten.hardswish, aten.hardswish_, aten.silu, aten.silu_)(_per_element(5))
-register_formula(aten._softmax, aten._log_softmax)(_per_element(5))
 
 
-@register_formula(aten.gelu, aten.gelu_)
+@register_formula(aten.gelu, aten.gelu_, category=ELEMENTWISE)
 def _gelu(args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> OpCost:
     approximate = _arg(args, kwargs, 1, "approximate", "none")
     return OpCost(flops=(9 if approximate == "tanh" else 5) * _numel(_first_tensor(out)))
 
 
-@register_formula(aten.native_dropout)
+@register_formula(aten.native_dropout, category=ELEMENTWISE)
 def _dropout(args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> OpCost:
     train = _arg(args, kwargs, 2, "train", True)
     return OpCost(flops=2 * _numel(args[0]) if train in (True, None) else 0)
@@ -214,20 +456,35 @@ def _batch_norm(training_index: int | None) -> Formula:
     return formula
 
 
-register_formula(aten.native_batch_norm, aten._native_batch_norm_legit)(_batch_norm(5))
-register_formula(aten._native_batch_norm_legit_functional)(_batch_norm(5))
-register_formula(aten._native_batch_norm_legit_no_training)(_batch_norm(None))
-register_formula(aten.cudnn_batch_norm, aten.miopen_batch_norm)(_batch_norm(5))
+register_formula(aten.native_batch_norm, category=NORMALIZATION)(_batch_norm(5))
+register_formula(aten._native_batch_norm_legit.default, aten._native_batch_norm_legit.out, category=NORMALIZATION)(
+    _batch_norm(5)
+)
+register_formula(aten._native_batch_norm_legit.no_stats, aten._native_batch_norm_legit.no_stats_out,
+                 category=NORMALIZATION)(_batch_norm(3))
+register_formula(aten._native_batch_norm_legit_functional, category=NORMALIZATION)(_batch_norm(5))
+register_formula(aten._native_batch_norm_legit_no_training, category=NORMALIZATION)(_batch_norm(None))
+register_formula(aten.cudnn_batch_norm, aten.miopen_batch_norm, category=NORMALIZATION)(_batch_norm(5))
 
 
-@register_formula(aten.native_layer_norm)
+@register_formula(aten.native_layer_norm, category=NORMALIZATION)
 def _layer_norm(args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> OpCost:
     return OpCost(flops=8 * _numel(args[0]))
 
 
-@register_formula(aten.native_group_norm)
+@register_formula(aten.native_group_norm, category=NORMALIZATION)
 def _group_norm(args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> OpCost:
     return OpCost(flops=6 * _numel(args[0]))
+
+
+@register_formula(aten._fused_rms_norm, category=NORMALIZATION)
+def _rms_norm(args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> OpCost:
+    # As ATen's decomposition: x^2 1, mean 1, multiply by rsqrt 1, weight 1 per element; eps add and rsqrt per row.
+    x, y = args[0], _first_tensor(out)
+    dims = len(_arg(args, kwargs, 1, "normalized_shape"))
+    rows = math.prod(int(d) for d in x.shape[: x.dim() - dims])
+    weight = _arg(args, kwargs, 2, "weight") is not None
+    return OpCost(flops=(4 if weight else 3) * _numel(y) + 2 * rows)
 
 
 # --- pooling and reductions ----------------------------------------------------------------------------
@@ -256,12 +513,12 @@ def _avg_pool(dims: int) -> Formula:
     return formula
 
 
-register_formula(aten.max_pool1d, aten.max_pool1d_with_indices)(_max_pool(1))
-register_formula(aten.max_pool2d, aten.max_pool2d_with_indices)(_max_pool(2))
-register_formula(aten.max_pool3d, aten.max_pool3d_with_indices)(_max_pool(3))
-register_formula(aten.avg_pool1d)(_avg_pool(1))
-register_formula(aten.avg_pool2d)(_avg_pool(2))
-register_formula(aten.avg_pool3d)(_avg_pool(3))
+register_formula(aten.max_pool1d, aten.max_pool1d_with_indices, category=POOLING)(_max_pool(1))
+register_formula(aten.max_pool2d, aten.max_pool2d_with_indices, category=POOLING)(_max_pool(2))
+register_formula(aten.max_pool3d, aten.max_pool3d_with_indices, category=POOLING)(_max_pool(3))
+register_formula(aten.avg_pool1d, category=POOLING)(_avg_pool(1))
+register_formula(aten.avg_pool2d, category=POOLING)(_avg_pool(2))
+register_formula(aten.avg_pool3d, category=POOLING)(_avg_pool(3))
 
 
 def adaptive_window_total(in_size: int, out_size: int) -> int:
@@ -287,33 +544,148 @@ def _adaptive_max(args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> OpCo
     return OpCost(flops=avg.flops - _numel(_first_tensor(out)))
 
 
-register_formula(aten._adaptive_avg_pool2d, aten._adaptive_avg_pool3d, aten.adaptive_avg_pool1d)(_adaptive_avg)
-register_formula(aten.adaptive_max_pool2d, aten.adaptive_max_pool3d)(_adaptive_max)
+register_formula(aten._adaptive_avg_pool2d, aten._adaptive_avg_pool3d, aten.adaptive_avg_pool1d, category=POOLING)(
+    _adaptive_avg
+)
+register_formula(aten.adaptive_max_pool2d, aten.adaptive_max_pool3d, category=POOLING)(_adaptive_max)
 
 
-@register_formula(aten.mean)
+@register_formula(aten.mean, category=REDUCTION)
 def _mean(args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> OpCost:
     return OpCost(flops=_numel(args[0]))
 
 
-@register_formula(aten.sum)
+@register_formula(aten.sum, aten.prod, aten.amax, aten.amin, aten.max.dim, aten.max.default, aten.min.dim,
+                  aten.min.default, category=REDUCTION)
 def _sum(args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> OpCost:
     return OpCost(flops=_numel(args[0]) - _numel(_first_tensor(out)))
 
 
-# --- data movement --------------------------------------------------------------------------------------
+@register_formula(aten.var, aten.var_mean, category=REDUCTION)
+def _var(args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> OpCost:
+    return OpCost(flops=4 * _numel(args[0]))
+
+
+@register_formula(aten.std, aten.std_mean, category=REDUCTION)
+def _std(args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> OpCost:
+    return OpCost(flops=4 * _numel(args[0]) + _numel(_first_tensor(out)))
+
+
+@register_formula(aten.linalg_vector_norm, category=REDUCTION)
+def _vector_norm(args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> OpCost:
+    return OpCost(flops=2 * _numel(args[0]) + _numel(_first_tensor(out)))
+
+
+@register_formula(aten.logsumexp, category=REDUCTION)
+def _logsumexp(args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> OpCost:
+    # max, subtract, exp, add per input element; log and add back the max per output element
+    return OpCost(flops=4 * _numel(args[0]) + 2 * _numel(_first_tensor(out)))
+
+
+# --- resampling ----------------------------------------------------------------------------------------------
+
+
+def _taps(taps: int) -> Formula:
+    # weighted sum of ``taps`` inputs per output element: taps multiplies + (taps - 1) adds
+    return _per_element(2 * taps - 1)
+
+
+register_formula(aten.upsample_linear1d, category=RESAMPLING)(_taps(2))
+register_formula(aten.upsample_bilinear2d, category=RESAMPLING)(_taps(4))
+register_formula(aten.upsample_trilinear3d, category=RESAMPLING)(_taps(8))
+register_formula(aten.upsample_bicubic2d, category=RESAMPLING)(_taps(16))
+
+
+def _grid_sampler(dims: int) -> Formula:
+    def formula(args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> OpCost:
+        mode = int(_arg(args, kwargs, 2, "interpolation_mode", 0))  # 0 bilinear, 1 nearest, 2 bicubic
+        taps = {0: 2**dims, 1: 0, 2: 16}[mode]
+        return OpCost(flops=max(2 * taps - 1, 0) * _numel(_first_tensor(out)))
+
+    return formula
+
+
+register_formula(aten.grid_sampler_2d, category=RESAMPLING)(_grid_sampler(2))
+register_formula(aten.grid_sampler_3d, category=RESAMPLING)(_grid_sampler(3))
+
+# --- no arithmetic: data movement, fills, random draws --------------------------------------------------------
 
 register_formula(
     aten.cat, aten.stack, aten.clone, aten.copy, aten.copy_, aten._to_copy, aten.constant_pad_nd,
-    aten.zeros_like, aten.zero_, aten.fill_, aten.contiguous, aten.index_select, aten.gather,
+    aten.zeros_like, aten.zero_, aten.fill, aten.fill_, aten.contiguous, aten.index_select, aten.gather,
+    *_packets((
+        "index", "_unsafe_index", "masked_fill", "masked_scatter", "masked_select", "take", "roll", "flip", "repeat",
+        "tril", "triu", "where", "slice_scatter", "select_scatter", "diagonal_scatter", "as_strided_scatter",
+        "embedding", "pixel_shuffle", "pixel_unshuffle", "channel_shuffle", "native_channel_shuffle",
+        "upsample_nearest1d", "upsample_nearest2d", "upsample_nearest3d", "_upsample_nearest_exact1d",
+        "_upsample_nearest_exact2d", "_upsample_nearest_exact3d", "reflection_pad1d", "reflection_pad2d",
+        "reflection_pad3d", "replication_pad1d", "replication_pad2d", "replication_pad3d", "zeros", "ones", "full",
+        "new_zeros", "new_ones", "new_full", "ones_like", "full_like", "scalar_tensor", "arange", "linspace", "eye",
+        "bernoulli", "rand", "randn", "rand_like", "randn_like", "randint", "normal", "uniform", "lift_fresh_copy",
+        "im2col", "col2im", "max_unpool2d", "max_unpool3d", "split_with_sizes_copy", "split_copy", "unbind_copy",
+        "expand_copy", "permute_copy", "view_copy", "_reshape_copy", "alias_copy", "t_copy", "transpose_copy",
+        "squeeze_copy", "unsqueeze_copy", "select_copy", "slice_copy", "nan_to_num", "_index_put_impl",
+    ), inplace=True),
+    aten.scatter.src, aten.scatter.value, aten.scatter_.src, aten.scatter_.value,
+    category=NO_ARITHMETIC,
 )(_per_element(0))
+
+
+@register_formula(aten.index_put, aten.index_put_, category=NO_ARITHMETIC)
+def _index_put(args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> OpCost:
+    # accumulate=True adds every value into its slot
+    return OpCost(flops=_numel(args[2]) if _arg(args, kwargs, 3, "accumulate", False) else 0)
+
+
+@register_formula(aten.scatter_add, aten.scatter_add_, aten.index_add, aten.index_add_, category=NO_ARITHMETIC)
+def _scatter_add(args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> OpCost:
+    return OpCost(flops=_numel(args[3]))  # one add per source element
+
+
+register_formula(aten.scatter.reduce, aten.scatter.value_reduce, aten.scatter_.reduce, aten.scatter_.value_reduce,
+                 category=NO_ARITHMETIC)(lambda a, k, o: OpCost(flops=_numel(a[2])))
+register_formula(aten.scatter_reduce, aten.scatter_reduce_, category=NO_ARITHMETIC)(
+    lambda a, k, o: OpCost(flops=_numel(a[3]))
+)
 
 #: Operators that allocate without computing or moving data.
 ALLOCATIONS = frozenset(
     overload
-    for op in (aten.empty, aten.empty_like, aten.empty_strided, aten.new_empty, aten.new_empty_strided)
+    for op in (aten.empty, aten.empty_like, aten.empty_strided, aten.new_empty, aten.new_empty_strided,
+               aten.resize_, aten.resize_as_, aten.set_)
     for overload in _overloads(op)
 )
+
+#: Operators that return an input's memory under a new shape although their schema does not say so, and
+#: in-place operators that only change metadata (``Tag.inplace_view``: ``transpose_``, ``as_strided_``, ...).
+UNSAFE_VIEWS = frozenset(
+    overload
+    for op in (aten._unsafe_view, aten.unsafe_split, aten.unsafe_split_with_sizes, aten.unsafe_chunk, aten.alias,
+               aten.lift_fresh, aten.detach)
+    for overload in _overloads(op)
+)
+
+
+def is_view(func: Any) -> bool:
+    """Whether ``func`` only reinterprets metadata (no FLOPs, no bytes): its schema returns aliases it does not
+    write, it is tagged ``inplace_view``, or it is one of :data:`UNSAFE_VIEWS`."""
+    if func in UNSAFE_VIEWS or torch.Tag.inplace_view in func.tags:
+        return func not in ALLOCATIONS
+    returns = func._schema.returns
+    return bool(returns) and all(r.alias_info is not None and not r.alias_info.is_write for r in returns)
+
+
+def category_of(func: Any, floating: bool = True) -> str:
+    """The category of one ATen overload (a key of :data:`CATEGORIES`). ``floating``: whether its result is
+    floating point (an integer / boolean result is :data:`NOT_FLOATING` whatever the operator)."""
+    if func in ALLOCATIONS:
+        return ALLOCATION
+    if is_view(func):
+        return VIEW
+    if not floating:
+        return NOT_FLOATING
+    return _CATEGORY.get(func, UNSUPPORTED)
+
 
 _MAX_POOL_WITH_INDICES = frozenset(
     overload
@@ -321,16 +693,34 @@ _MAX_POOL_WITH_INDICES = frozenset(
     for overload in _overloads(op)
 )
 _BATCH_NORM_TRAINING_ARG = {
-    overload: 5 for op in (aten.native_batch_norm, aten._native_batch_norm_legit) for overload in _overloads(op)
+    **{overload: 5 for op in (aten.native_batch_norm, aten._native_batch_norm_legit) for overload in _overloads(op)},
+    aten._native_batch_norm_legit.no_stats: 3,
+    aten._native_batch_norm_legit.no_stats_out: 3,
 }
+#: Fused kernels whose outputs after the first are saved for backward (log-sum-exp, RNG state, cuDNN reserve).
+_FIRST_OUTPUT_ONLY = frozenset(
+    overload
+    for op in (aten._scaled_dot_product_flash_attention_for_cpu, aten._scaled_dot_product_flash_attention,
+               aten._scaled_dot_product_efficient_attention, aten._scaled_dot_product_cudnn_attention,
+               aten._scaled_dot_product_fused_attention_overrideable, aten._flash_attention_forward,
+               aten._efficient_attention_forward)
+    for overload in _overloads(op)
+)
+_RNN_SAVED = {overload: (3, 4) for op in (aten._cudnn_rnn, aten.miopen_rnn) for overload in _overloads(op)}
+_RNN_SAVED.update({overload: (3,) for overload in _overloads(aten.mkldnn_rnn_layer)})
 
 
 def discarded_outputs(func: Any, args: Sequence[Any], kwargs: dict[str, Any]) -> tuple[int, ...]:
     """Outputs an operator writes only as an artefact of eager PyTorch, which inference discards and a
-    deployment engine does not produce: max pooling's int64 argmax indices, and batch norm's saved
-    mean / inverse std outside training. They are left out of the memory traffic."""
+    deployment engine does not produce: max pooling's int64 argmax indices, batch norm's saved
+    mean / inverse std outside training, fused attention's log-sum-exp and RNG state, the RNN kernels'
+    workspace. They are left out of the memory traffic."""
     if func in _MAX_POOL_WITH_INDICES:
         return (1,)
+    if func in _FIRST_OUTPUT_ONLY:
+        return tuple(range(1, len(func._schema.returns)))
+    if func in _RNN_SAVED:
+        return _RNN_SAVED[func]
     index = _BATCH_NORM_TRAINING_ARG.get(func)
     if index is not None and not _arg(args, kwargs, index, "training", False):
         return (1, 2)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -40,6 +40,9 @@ class LayerProfile:
         aten_ops: the ATen operators this row dispatched, in order (views included).
         unsupported: ATen operators with no FLOP formula (their FLOPs are missing, never silently zero).
         members: for a row aggregated by :func:`aggregate_layers`, the names of the rows it merges.
+        fvcore_flops, flop_counter_flops: the same row as fvcore's ``FlopCountAnalysis`` and torch's
+            ``FlopCounterMode`` count it (:mod:`deploykit.profile.conventions`); ``None`` where not computed
+            (ONNX rows).
     """
 
     name: str
@@ -57,6 +60,8 @@ class LayerProfile:
     aten_ops: tuple[str, ...] = ()
     unsupported: tuple[str, ...] = ()
     members: tuple[str, ...] = ()
+    fvcore_flops: int | None = None
+    flop_counter_flops: int | None = None
 
     @property
     def depth(self) -> int:
@@ -95,6 +100,11 @@ class ModelProfile:
 
     ``unused_params`` counts parameters that no executed row used (e.g. a head skipped in eval mode), so
     ``total_params`` always equals ``sum(p.numel() for p in model.parameters())``.
+
+    ``op_categories`` gives every operator that ran (ATen operators, or ONNX op types) its category (see
+    :data:`deploykit.profile.formulas.CATEGORIES`: ``"matmul"``, ``"view"``, ``"no arithmetic"``,
+    ``"unsupported"``, ...). ``notes`` are one-line facts the reader must know (the model was built or traced
+    on the CPU, with which input).
     """
 
     model: str
@@ -105,6 +115,8 @@ class ModelProfile:
     module_types: Mapping[str, str] = field(default_factory=dict)
     spec: Mapping[str, Any] = field(default_factory=dict)
     source: str = "pytorch"
+    op_categories: Mapping[str, str] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
 
     @property
     def batch_size(self) -> int:
@@ -138,6 +150,17 @@ class ModelProfile:
     @property
     def total_traffic_bytes(self) -> int:
         return sum(r.traffic_bytes for r in self.layers)
+
+    def convention_flops(self, convention: str) -> int | None:
+        """Total FLOPs as ``convention`` counts them: ``"deploykit"`` (:attr:`total_flops`), ``"fvcore"`` or
+        ``"flop-counter"`` (:mod:`deploykit.profile.conventions`); ``None`` when the rows do not carry it."""
+        if convention == "deploykit":
+            return self.total_flops
+        attr = {"fvcore": "fvcore_flops", "flop-counter": "flop_counter_flops"}.get(convention)
+        if attr is None:
+            raise ValueError(f"unknown convention {convention!r}")
+        values = [getattr(r, attr) for r in self.layers]
+        return None if any(v is None for v in values) else sum(values)
 
     @property
     def unsupported_ops(self) -> tuple[str, ...]:
@@ -174,6 +197,9 @@ class ModelProfile:
             "module_types": dict(self.module_types),
             "totals": self.totals(),
             "unsupported_ops": list(self.unsupported_ops),
+            "op_categories": dict(self.op_categories),
+            "conventions": {c: self.convention_flops(c) for c in ("fvcore", "flop-counter")},
+            "notes": list(self.notes),
             "layers": [r.to_dict() for r in self.layers],
         }
 
@@ -193,6 +219,8 @@ class ModelProfile:
             module_types=dict(d.get("module_types", {})),
             spec=dict(d.get("spec", {})),
             source=d.get("source", "pytorch"),
+            op_categories=dict(d.get("op_categories", {})),
+            notes=tuple(d.get("notes", ())),
         )
 
 
@@ -250,4 +278,11 @@ def _merge(name: str, rows: Sequence[LayerProfile], op: str) -> LayerProfile:
         aten_ops=tuple(op for r in rows for op in r.aten_ops),
         unsupported=tuple(sorted({op for r in rows for op in r.unsupported})),
         members=tuple(r.name for r in rows),
+        fvcore_flops=_sum_or_none(r.fvcore_flops for r in rows),
+        flop_counter_flops=_sum_or_none(r.flop_counter_flops for r in rows),
     )
+
+
+def _sum_or_none(values: Iterable[int | None]) -> int | None:
+    vals = list(values)
+    return None if any(v is None for v in vals) else sum(v for v in vals if v is not None)

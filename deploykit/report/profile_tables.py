@@ -184,6 +184,16 @@ def findings_renderable(profile: ModelProfile, roof: RooflineProfile, f: Finding
     return Group(*lines)
 
 
+def convention_text(profile: ModelProfile, convention: str) -> str:
+    """One line: the total as ``convention`` (fvcore, flop-counter) counts it, next to deploykit's counts."""
+    value = profile.convention_flops(convention)
+    label = {"fvcore": "fvcore (FlopCountAnalysis)", "flop-counter": "flop-counter (torch FlopCounterMode)"}.get(
+        convention, convention)
+    shown = f"{fmt_count(value)} flops ({value:,})" if value is not None else "not available for this profile"
+    return (f"Total as {label} counts it: {shown}; deploykit: {fmt_count(profile.total_macs)} MACs "
+            f"({profile.total_macs:,}), {fmt_count(profile.total_flops)} FLOPs ({profile.total_flops:,})")
+
+
 def profile_csv(profile: ModelProfile, roof: RooflineProfile, layers: Sequence[LayerProfile] | None = None) -> str:
     """One CSV row per layer with raw (unrounded) numbers."""
     buf = io.StringIO()
