@@ -145,7 +145,7 @@ def measure_layers(
                 for i in range(iterations):
                     got: dict[str, str] = {}
                     result = profile_module(module, x, name=spec.name, dtype=dtype, spec=spec.to_dict(),
-                                            row_scope=record_function, labels=got)
+                                            row_scope=record_function, labels=got, unfused_attention=False)
                     if i == 0:
                         prof_result, labels = result, got
                 if cuda:

@@ -3,12 +3,14 @@
 ``deploykit profile --convention fvcore | flop-counter`` reports a model's total as these tools count it, next
 to deploykit's MACs and FLOPs, so that a number from a paper or another tool can be reconciled with ours:
 
-* ``flop-counter``: ``torch.utils.flop_counter.FlopCounterMode``. A dispatch mode like deploykit's, it counts
-  2 per MAC of the ATen operators in its registry (``mm``, ``addmm``, ``bmm``, ``baddbmm``, ``_scaled_mm``,
-  the convolutions, the CUDA fused-attention kernels) and nothing else: no bias adds, no element-wise work, no
-  normalisation, and 0 for the operators it does not know (``mv``, ``dot``, the CPU flash-attention kernel and
-  the fused RNN kernels ``mkldnn_rnn_layer`` / ``_cudnn_rnn``, so an LSTM traced on the CPU counts 0 there).
-  :func:`flop_counter_flops` applies its rules to one ATen call.
+* ``flop-counter``: ``torch.utils.flop_counter.FlopCounterMode`` on the meta device. A dispatch mode like
+  deploykit's, it counts 2 per MAC of the ATen operators in its registry (``mm``, ``addmm``, ``bmm``,
+  ``baddbmm``, ``_scaled_mm``, the convolutions, the CUDA fused-attention kernels) and nothing else: no bias
+  adds, no element-wise work, no normalisation, 0 for ``mv`` and ``dot``. On the meta device attention and
+  recurrent layers run as ``bmm`` / ``addmm``; on the CPU they dispatch to kernels FlopCounterMode has no
+  formula for (``_scaled_dot_product_flash_attention_for_cpu``, ``mkldnn_rnn_layer``), which it counts as 0.
+  deploykit reports the meta-device number, whatever device its own trace ran on.
+  :func:`flop_counter_flops` applies these rules to one ATen call.
 * ``fvcore``: ``fvcore.nn.FlopCountAnalysis``. It counts one "flop" per MAC of ``_convolution``, ``addmm``,
   ``mm``, ``bmm``, ``matmul``, ``linear`` and ``einsum`` (``np.einsum_path``'s optimised count / 2), plus
   estimates for batch norm (eval: 1 or 2 per element; training: 4 or 5), layer / group / instance norm (4 or 5
@@ -34,7 +36,7 @@ from typing import Any
 
 import torch
 
-from deploykit.profile.formulas import conv_macs
+from deploykit.profile.formulas import conv_macs, op_cost
 
 aten = torch.ops.aten
 
@@ -70,6 +72,9 @@ _ADDMM = _overloads(aten.addmm, aten.baddbmm)
 _SDPA_TORCH = _overloads(aten._scaled_dot_product_efficient_attention, aten._scaled_dot_product_flash_attention,
                          aten._scaled_dot_product_cudnn_attention)
 _SDPA_FORWARD_TORCH = _overloads(aten._flash_attention_forward, aten._efficient_attention_forward)
+#: Kernels only real devices dispatch, which the meta device runs as bmm / addmm (FlopCounterMode counts those).
+_FUSED = _overloads(aten._scaled_dot_product_flash_attention_for_cpu, aten._scaled_dot_product_fused_attention_overrideable,
+                    aten.mkldnn_rnn_layer, aten._cudnn_rnn, aten.miopen_rnn)
 
 
 def _conv(args: Sequence[Any], out: Any) -> int:
@@ -80,7 +85,12 @@ def _conv(args: Sequence[Any], out: Any) -> int:
 
 
 def flop_counter_flops(func: Any, args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> int:
-    """What ``FlopCounterMode`` counts for one ATen call: 2 per MAC of the operators it knows, else 0."""
+    """What ``FlopCounterMode`` counts for one ATen call of a meta-device trace: 2 per MAC of the operators it
+    knows, else 0. A fused attention or recurrent kernel (which only a real device dispatches) counts what
+    FlopCounterMode counts for the ``bmm`` / ``addmm`` of its meta-device decomposition: 2 per MAC."""
+    if func in _FUSED:
+        cost = op_cost(func, args, kwargs, out)
+        return 2 * cost.macs if cost is not None else 0
     if func in _MM:
         return 2 * _mm_macs(args[0], out)
     if func in _ADDMM:
@@ -196,6 +206,9 @@ FVCORE_FUNCTIONS: dict[str, Callable[[Sequence[Any], dict[str, Any], Any], int]]
     "adaptive_avg_pool2d": _fv_adaptive_avg_pool2d,
     "instance_norm": _fv_instance_norm,
     "scaled_dot_product_attention": lambda args, kwargs, out: 0,
+    # recurrent layers: fvcore's trace sees aten::lstm / aten::gru / ... and has no handle for them
+    **dict.fromkeys(("lstm", "gru", "rnn_tanh", "rnn_relu", "lstm_cell", "gru_cell", "rnn_tanh_cell", "rnn_relu_cell"),
+                    lambda args, kwargs, out: 0),
 }
 
 _SAFE_SOFTMAX = _overloads(aten._safe_softmax)

@@ -22,6 +22,7 @@ data-dependent branch, ``.item()``) is traced on the CPU with a representative i
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -49,6 +50,7 @@ from deploykit.profile.formulas import (
     category_of,
     discarded_outputs,
     op_cost,
+    read_bytes,
 )
 from deploykit.profile.types import DTYPE_BYTES, LayerProfile, ModelProfile
 
@@ -106,6 +108,13 @@ class _Row:
 #: When one operator falls in several categories over a trace (``add`` on floats and on integer counters), the
 #: most informative wins: unsupported first, then a cost formula's category, then the rest.
 _CATEGORY_RANK = {UNSUPPORTED: 0, NO_ARITHMETIC: 2, NOT_FLOATING: 3, VIEW: 4, ALLOCATION: 5}
+
+#: Recurrent layers (``nn.LSTM`` / ``GRU`` / ``RNN`` and their cells call these). Their memory traffic is that of
+#: one kernel reading the input, the initial state and the weights and writing the output and the final state,
+#: whatever they dispatch to: oneDNN and cuDNN run one kernel per layer, ATen's own loop (on meta) one per gate
+#: and time step, and the CPU loop precomputes the input projection; the per-step bytes would depend on the device.
+RECURRENT_CALLS = frozenset({"lstm", "gru", "rnn_tanh", "rnn_relu", "lstm_cell", "gru_cell", "rnn_tanh_cell",
+                             "rnn_relu_cell"})
 
 #: Python-level calls that are attribute access, not computation (``tensor.dtype`` goes through
 #: ``__torch_function__`` as ``__get__``).
@@ -255,7 +264,8 @@ class _Recorder(TorchFunctionMode):
     # --- Python-level calls: rows for functional calls inside non-leaf modules ---------------------------------
     @contextmanager
     def calling(self, op: str) -> Iterator[None]:
-        """Mark ``op`` as the Python-level call in progress (the context fvcore's rules need)."""
+        """Mark ``op`` as the Python-level call in progress (the context fvcore's rules and the recurrent layers'
+        traffic need)."""
         self.call, self.sdpa_filter = op, conv.FvcoreSdpaFilter()
         try:
             yield
@@ -263,10 +273,16 @@ class _Recorder(TorchFunctionMode):
             self.call = None
 
     def whole_call(self, row: _Row | None, op: str, args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> None:
-        """fvcore's count of a call it counts as a whole (``einsum``, ``matmul``, ...)."""
+        """What a call is charged as a whole: fvcore's count of the calls it counts so (``einsum``, ``matmul``,
+        ...), and the traffic of a recurrent layer, read and written once."""
+        if row is None:
+            return
         rule = conv.FVCORE_FUNCTIONS.get(op)
-        if rule is not None and row is not None:
+        if rule is not None:
             row.fvcore_flops += rule(args, kwargs, out)
+        if op in RECURRENT_CALLS:
+            read = {id(t): t for t in _tensors((args, kwargs))}
+            row.traffic_bytes += sum(self.nbytes(t) for t in read.values()) + sum(self.nbytes(t) for t in _tensors(out))
 
     def __torch_function__(self, func: Any, types: Any, args: Sequence[Any] = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
@@ -328,11 +344,13 @@ class _Recorder(TorchFunctionMode):
             row.fvcore_flops += fv
             if undo is not None:
                 undo[0].fvcore_flops -= undo[1]
-        read = {id(t): t for t in _tensors((args, kwargs))}
+        if self.call in RECURRENT_CALLS:
+            return  # charged once for the whole layer (see whole_call)
         outs = out if isinstance(out, (tuple, list)) else (out,)
         skip = discarded_outputs(func, args, kwargs)
         written = [t for i, t in enumerate(outs) if isinstance(t, torch.Tensor) and i not in skip]
-        row.traffic_bytes += sum(self.nbytes(t) for t in read.values()) + sum(self.nbytes(t) for t in written)
+        row.traffic_bytes += read_bytes(func, args, kwargs, out, self.nbytes)
+        row.traffic_bytes += sum(self.nbytes(t) for t in written)
         if implicit:
             self.close(row, out)
 
@@ -350,17 +368,23 @@ class _Dispatch(TorchDispatchMode):
 
 
 @contextmanager
-def _no_attention_fastpath() -> Iterator[None]:
-    """Switch off ``nn.MultiheadAttention`` / ``nn.TransformerEncoderLayer``'s fused inference fast path while
-    tracing: it runs only on real devices, so rows, parameters and counts would depend on the trace device."""
-    mha = getattr(torch.backends, "mha", None)
-    if mha is None:
-        yield
-        return
+def _unfused_attention(real_device: bool) -> Iterator[None]:
+    """Trace attention as the meta device runs it, on every device: ``nn.MultiheadAttention`` /
+    ``nn.TransformerEncoderLayer``'s fused inference fast path off (it exists only on real devices, and would
+    hide the projections' rows and parameters), and scaled dot-product attention in its math backend (the
+    fused backends' counts are the same, see :func:`~deploykit.profile.formulas.sdpa_cost`, but they do not
+    write the attention matrix, so the traffic would depend on the trace device)."""
+    mha = torch.backends.mha
     before = mha.get_fastpath_enabled()
     mha.set_fastpath_enabled(False)
     try:
-        yield
+        if real_device:
+            from torch.nn.attention import SDPBackend, sdpa_kernel
+
+            with sdpa_kernel([SDPBackend.MATH]):
+                yield
+        else:
+            yield
     finally:
         mha.set_fastpath_enabled(before)
 
@@ -381,9 +405,14 @@ def profile_module(
     row_scope: Any = None,
     labels: dict[str, str] | None = None,
     run: Callable[[nn.Module, torch.Tensor], Any] | None = None,
+    unfused_attention: bool = True,
 ) -> ModelProfile:
     """Profile ``model`` on input ``x`` (usually a ``meta`` tensor). The model is run once, in its current
     mode, under ``no_grad``. See :func:`profile_model` for the names and conventions.
+
+    ``unfused_attention`` (default): attention runs as on the meta device (no MultiheadAttention fast path,
+    the math backend of scaled dot-product attention), so rows and traffic do not depend on ``x``'s device.
+    ``False`` lets the dispatcher choose the fused kernels (measuring real kernel times); counts are unchanged.
 
     ``row_scope(label)``, when given, returns a context manager entered around each row's work (e.g.
     ``torch.profiler.record_function``); ``labels`` then receives ``{label: row name}`` for the rows kept, so
@@ -406,7 +435,8 @@ def profile_module(
         handles.append(m.register_forward_pre_hook(rec.pre_hook, with_kwargs=True))
         handles.append(m.register_forward_hook(rec.post_hook, with_kwargs=True))
     try:
-        with torch.no_grad(), _no_attention_fastpath(), rec, _Dispatch(rec):
+        unfused = _unfused_attention(x.device.type != "meta") if unfused_attention else contextlib.nullcontext()
+        with torch.no_grad(), unfused, rec, _Dispatch(rec):
             if run is None:
                 model(x)
             else:

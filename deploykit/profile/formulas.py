@@ -710,6 +710,41 @@ _RNN_SAVED = {overload: (3, 4) for op in (aten._cudnn_rnn, aten.miopen_rnn) for 
 _RNN_SAVED.update({overload: (3,) for overload in _overloads(aten.mkldnn_rnn_layer)})
 
 
+#: Operators that use these tensor arguments for their shape and type only, or overwrite them without reading
+#: them (``x.new_zeros(...)``, ``zeros_like(x)``, ``x.zero_()``, ``y.copy_(x)`` reads only ``x``).
+_NOT_READ: dict[Any, tuple[int, ...]] = {
+    overload: (0,)
+    for op in _packets(("new_zeros", "new_ones", "new_full", "new_empty", "new_empty_strided", "zeros_like",
+                        "ones_like", "full_like", "empty_like", "rand_like", "randn_like", "randint_like", "zero_",
+                        "fill_", "copy_", "normal_", "uniform_", "bernoulli_", "random_", "exponential_"))
+    for overload in _overloads(op)
+}
+
+
+#: Gathers read only the rows they copy out (and the indices), not the whole source: ``{op: source arg index}``.
+_GATHERS: dict[Any, int] = {
+    **{o: 0 for o in _overloads(aten.embedding)},
+    **{o: 0 for op in (aten.index, aten._unsafe_index, aten.index_select, aten.gather, aten.take) for o in _overloads(op)},
+}
+
+
+def read_bytes(func: Any, args: Sequence[Any], kwargs: dict[str, Any], out: Any,
+               nbytes: Callable[[torch.Tensor], int]) -> int:
+    """Bytes an ATen call reads: each tensor argument once, less those it uses for their shape only or
+    overwrites (:data:`_NOT_READ`); a gather (``embedding``, ``index``, ``index_select``, ``gather``) reads its
+    indices and only the source elements it copies out (as many as it writes)."""
+    skip = _NOT_READ.get(func, ())
+    source = _GATHERS.get(func)
+    if source is not None:
+        skip = (source,)
+    leaves = [t for i, a in enumerate(args) if i not in skip for t in (a if isinstance(a, (list, tuple)) else (a,))]
+    leaves += [t for a in kwargs.values() for t in (a if isinstance(a, (list, tuple)) else (a,))]
+    total = sum(nbytes(t) for t in {id(t): t for t in leaves if isinstance(t, torch.Tensor)}.values())
+    if source is not None:
+        total += nbytes(_first_tensor(out))
+    return total
+
+
 def discarded_outputs(func: Any, args: Sequence[Any], kwargs: dict[str, Any]) -> tuple[int, ...]:
     """Outputs an operator writes only as an artefact of eager PyTorch, which inference discards and a
     deployment engine does not produce: max pooling's int64 argmax indices, batch norm's saved
