@@ -122,10 +122,21 @@ def export(
         Path | None, typer.Option(help="TensorRT timing cache file (reused, updated).")
     ] = None,
     opt_level: Annotated[int | None, typer.Option(help="TensorRT builder optimization level 0-5.")] = None,
+    input_dtype: Annotated[
+        str, typer.Option(help="Input element type: float32 (default), int64, int32 or bool (token ids, indices).")
+    ] = "float32",
+    input_range: Annotated[
+        str | None,
+        typer.Option(help="Integer inputs: validation draws values from [LO, HI), e.g. 0,30522 (default: "
+                     "[0, num_embeddings) of the model's nn.Embedding)."),
+    ] = None,
 ) -> None:
     from deploykit.errors import BackendUnavailable, InvalidInput
 
     # ---- arguments, all checked before anything heavy runs
+    from deploykit.models.inputs import input_spec
+
+    inputs = input_spec(input_dtype, input_range)
     if sum((fp16, bf16, int8)) > 1:
         raise InvalidInput("choose one of --fp16, --bf16, --int8")
     precision = "fp16" if fp16 else "bf16" if bf16 else "int8" if int8 else "fp32"
@@ -199,7 +210,9 @@ def export(
         device=device,
         exporter=exporter,
         name=model,
-        model_info={"overrides": {k: v for k, v in overrides.items() if v is not None}, "weight_seed": seed},
+        model_info={"overrides": {k: v for k, v in overrides.items() if v is not None}, "weight_seed": seed,
+                    **({"inputs": inputs.to_dict()} if inputs.is_integer else {})},
+        inputs=inputs,
     )
     _print_onnx(art)
     if "trt" not in formats:

@@ -36,7 +36,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -57,6 +57,7 @@ from deploykit.export.validate import (
     validation_scope,
 )
 from deploykit.models import ModelSpec, create_model, run_with_layer_context
+from deploykit.models.inputs import InputSpec
 from deploykit.models.shapes import fmt_shape
 
 __all__ = [
@@ -341,6 +342,7 @@ def export_module(
     tolerances: Mapping[str, Tolerance] | None = None,
     name: str | None = None,
     model_info: Mapping[str, Any] | None = None,
+    inputs: InputSpec | None = None,
 ) -> OnnxArtifact:
     """Export ``module`` (taking ``spec.input_shape`` samples) to ONNX, check it, validate it, write it atomically.
 
@@ -362,6 +364,8 @@ def export_module(
         tolerances: per-precision :class:`Tolerance` overriding :data:`TOLERANCES`.
         name: the model name in the file name and manifest (default ``spec.name``).
         model_info: extra facts about the model for the manifest (overrides, weight seed).
+        inputs: the input's element type and value range (token ids: ``InputSpec("int64", 0, vocab)``; the
+            range defaults to the model's ``nn.Embedding`` size); default float32.
 
     Returns the :class:`OnnxArtifact`. Raises :class:`ExportError` when no exporter produces a graph that
     ``onnx.checker`` accepts, :class:`ValidationError` (with the numbers) when ONNX Runtime disagrees with eager
@@ -408,17 +412,16 @@ def export_module(
     params = list(module.parameters())
     cpu_module = module if not params or params[0].device.type == "cpu" else copy.deepcopy(module).to("cpu")
     example_batch = _DYNAMIC_EXAMPLE_BATCH if dynamic_batch else batch_size
-    example = torch.randn(
-        spec.batch_shape(example_batch), generator=torch.Generator().manual_seed(validation_seed)
-    )
+    in_spec = replace((inputs or InputSpec()).resolve(cpu_module), seed=validation_seed)
+    example = in_spec.sample(spec.batch_shape(example_batch))
     probe = run_with_layer_context(cpu_module, example, model_name)  # ShapeError names the layer
     names = _output_names(len(as_outputs(probe)))
     export_mod = copy.deepcopy(cpu_module).half() if precision == "fp16" else cpu_module
-    export_x = example.half() if precision == "fp16" else example
+    export_x = example.half() if precision == "fp16" and example.is_floating_point() else example
     proto, exporter_rec = _export_graph(export_mod, export_x, names, dynamic_batch, opset, exporter)
     del export_mod
     data = proto.SerializeToString()
-    inputs = _io(proto.graph.input, {t.name for t in proto.graph.initializer})
+    graph_inputs = _io(proto.graph.input, {t.name for t in proto.graph.initializer})
     outputs = _io(proto.graph.output)
     opset_used = _opset(proto)
     del proto
@@ -452,6 +455,7 @@ def export_module(
                 reference_desc=f"eager PyTorch fp32 on {val_device}"
                 + (" (TF32 off)" if val_device.type == "cuda" else ""),
                 warnings=notes,
+                input_range=(in_spec.low, in_spec.high) if in_spec.low is not None and in_spec.high is not None else None,
             )
             del ref_module
             coverage = fp16_coverage(tmp, val_device) if precision == "fp16" else None
@@ -467,7 +471,7 @@ def export_module(
             spec=spec,
             model_name=model_name,
             model_info=model_info,
-            inputs=inputs,
+            inputs=graph_inputs,
             outputs=outputs,
             dynamic=dynamic_batch,
             batch_size=batch_size,
@@ -559,6 +563,7 @@ def export_onnx(
     seed: int | None = None,
     validate_batches: Sequence[int] | None = None,
     tolerances: Mapping[str, Tolerance] | None = None,
+    inputs: InputSpec | None = None,
 ) -> OnnxArtifact:
     """Build registered model ``model`` (or ``pkg.mod:Net``) on the CPU and export it with :func:`export_module`.
 
@@ -598,7 +603,9 @@ def export_onnx(
         validate_batches=validate_batches,
         tolerances=tolerances,
         name=model,
-        model_info={"overrides": given, "weight_seed": seed},
+        model_info={"overrides": given, "weight_seed": seed,
+                    **({"inputs": inputs.to_dict()} if inputs is not None and inputs.is_integer else {})},
+        inputs=inputs,
     )
 
 

@@ -338,6 +338,19 @@ def as_outputs(out: Any) -> list[torch.Tensor]:
     raise ValidationError(f"model returned {type(out).__name__}; expected tensors")
 
 
+def _draw_input(shape: tuple[int, ...], dtype: torch.dtype, gen: torch.Generator,
+                input_range: tuple[int, int] | None) -> torch.Tensor:
+    """Standard normal values for a floating-point input; for an integer / bool input (token ids, indices),
+    integers uniform in ``input_range`` (``[0, 2)`` for bool)."""
+    if dtype.is_floating_point:
+        return torch.randn(shape, generator=gen).to(dtype)
+    if input_range is None:
+        if dtype != torch.bool:
+            raise ValidationError("the graph takes an integer input: give the range of valid values (--input-range LO,HI)")
+        input_range = (0, 2)
+    return torch.randint(input_range[0], input_range[1], shape, generator=gen).to(dtype)
+
+
 def validate_onnx(
     path: str | os.PathLike[str],
     reference: Callable[[torch.Tensor], Any],
@@ -350,11 +363,13 @@ def validate_onnx(
     tolerances: Mapping[str, Tolerance] | None = None,
     reference_desc: str = "eager PyTorch (fp32)",
     warnings: Sequence[str] = (),
+    input_range: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
     """Run the ONNX file in ONNX Runtime on random inputs and compare every output with ``reference``.
 
     Inputs are standard normal from a ``torch.Generator`` seeded with ``seed`` (one batch per entry of
-    ``batch_sizes``), rounded to fp16 for an fp16 graph and given to the fp32 reference as the same values.
+    ``batch_sizes``), rounded to fp16 for an fp16 graph and given to the fp32 reference as the same values; an
+    integer or bool input (token ids) draws integers uniform in ``input_range`` ``[LO, HI)`` instead.
     ``reference(x)`` runs on ``device`` in fp32. Returns the manifest record (``passed`` says the verdict); it
     does not raise on a numerical failure, only when the file cannot be run at all.
     """
@@ -371,14 +386,14 @@ def validate_onnx(
     runs: list[dict[str, Any]] = []
     refs: dict[str, list[torch.Tensor]] = {n: [] for n in out_names}
     for b in batch_sizes:
-        x = torch.randn((b, *sample_shape), generator=gen).to(in_dtype)
+        x = _draw_input((b, *sample_shape), in_dtype, gen, input_range)
         try:
             got = sess.run(None, {in_name: x.numpy()})
         except Exception as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ValidationError(f"ONNX Runtime failed to run {path} on a batch of {b}: {first}") from None
         with torch.inference_mode(), true_fp32() if device.type == "cuda" else contextlib.nullcontext():
-            ref = as_outputs(reference(x.to(device=device, dtype=torch.float32)))
+            ref = as_outputs(reference(x.to(device=device, dtype=torch.float32 if x.is_floating_point() else x.dtype)))
         if len(ref) != len(got):
             raise ValidationError(f"the ONNX graph has {len(got)} outputs, eager PyTorch returned {len(ref)}")
         outs = []

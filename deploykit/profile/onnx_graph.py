@@ -12,6 +12,15 @@ Conv, ConvTranspose                                      2 * MACs + (output elem
 Gemm                                                     2 * MACs + (output elements if C is present); alpha/beta
                                                          scaling is not counted (as for ``addmm``)
 MatMul                                                   2 * MACs (batch dims broadcast)
+Einsum (1 or more operands)                              as ``torch.einsum`` computes it: a letter in one operand only
+                                                         and not in the output is summed first (input - output
+                                                         elements); each pairwise contraction, left to right, is
+                                                         prod(letter sizes) MACs (a product without a contracted
+                                                         letter: 1 FLOP per element)
+LSTM, GRU, RNN                                           per direction, T*B rows: MACs = rows * G*H * (I + H); FLOPs
+                                                         = 2 * MACs + 2 * G*H * rows (with B) + 22 H (LSTM; + 6 H
+                                                         with peepholes) / 16 H (GRU) / 2 H (RNN) per row, as the
+                                                         PyTorch profile (:func:`~deploykit.profile.formulas.rnn_cell_cost`)
 Add, Sub, Mul, Div, Relu, Tanh, Neg, Abs, Exp, Log,      1 per output element
 Sqrt, Reciprocal, Pow
 Clip                                                     1 per element per bound given (min and max: 2)
@@ -36,7 +45,8 @@ Any other node (including nodes of a non-default domain and control flow) is lis
 
 **Parameters.** Initializers are classified by the role in which a node first consumes them:
 
-* *parameters*: weight-like inputs (Conv / ConvTranspose weight and bias, Gemm and MatMul operands,
+* *parameters*: weight-like inputs (Conv / ConvTranspose weight and bias, Gemm and MatMul operands, LSTM / GRU /
+  RNN ``W``, ``R``, ``B`` and peepholes,
   BatchNormalization / InstanceNormalization / LayerNormalization / GroupNormalization scale and bias, PRelu slope,
   DequantizeLinear's quantized weight), and any other floating-point initializer with more than one element (a
   bias ``Add`` after a ``MatMul``) unless the node's dynamo-exporter metadata shows that the PyTorch operator it
@@ -44,7 +54,8 @@ Any other node (including nodes of a non-default domain and control flow) is lis
   adaptive average pool divides by). A row's ``params`` are the parameter elements it uses first (a shared
   initializer counts once);
 * *buffers*: BatchNormalization's running mean and variance (buffers in PyTorch too): read, not counted;
-* *constants*: integer initializers (shapes, axes, pads, indices), floating-point scalars outside a weight role
+* *constants*: integer initializers (shapes, axes, pads, indices), LSTM / GRU / RNN initial states
+  (``initial_h``, ``initial_c``: the zeros a PyTorch RNN starts from), floating-point scalars outside a weight role
   (an exporter's ``+ 3`` or ``/ 6``) and the exporter-made tensors above: not counted.
 
 ``unused_params`` counts the elements of floating-point initializers that no node consumes. An ``Identity`` of an
@@ -98,7 +109,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from deploykit.errors import ArtifactError, InvalidInput, first_line
-from deploykit.profile.formulas import OpCost, conv_macs
+from deploykit.profile.formulas import (
+    ELEMENTWISE,
+    MATMUL,
+    NO_ARITHMETIC,
+    NORMALIZATION,
+    POOLING,
+    RECURRENT,
+    REDUCTION,
+    RESAMPLING,
+    UNSUPPORTED,
+    VIEW,
+    OpCost,
+    conv_macs,
+    rnn_cell_cost,
+)
 from deploykit.profile.types import DTYPE_BYTES, LayerProfile, ModelProfile, Shape
 
 if TYPE_CHECKING:
@@ -150,6 +175,7 @@ class OnnxNode:
 OnnxFormula = Callable[[OnnxNode], "OpCost | None"]
 
 ONNX_FORMULAS: dict[str, OnnxFormula] = {}
+_ONNX_CATEGORY: dict[str, str] = {}
 
 #: Nodes that only relabel their input (ONNX Runtime gives them no kernel work): no FLOPs, traffic or activation.
 VIEW_OPS = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout"})
@@ -170,6 +196,7 @@ _ARGUMENT_INPUTS: Mapping[str, frozenset[int]] = {
     "Resize": frozenset({1, 2, 3}),
     "Upsample": frozenset({1}),
     "Clip": frozenset({1, 2}),
+    **{op: frozenset({4}) for op in ("LSTM", "GRU", "RNN")},  # sequence_lens
     "ConstantOfShape": frozenset({0}),
 }
 
@@ -185,22 +212,36 @@ _PARAM_INPUTS: Mapping[str, frozenset[int]] = {
     "GroupNormalization": frozenset({1, 2}),
     "PRelu": frozenset({1}),
     "DequantizeLinear": frozenset({0}),
+    # W, R, B (and LSTM's peepholes P); initial_h / initial_c are not weights
+    "LSTM": frozenset({1, 2, 3, 7}),
+    "GRU": frozenset({1, 2, 3}),
+    "RNN": frozenset({1, 2, 3}),
 }
 #: Input slots that hold running statistics (PyTorch buffers).
 _BUFFER_INPUTS: Mapping[str, frozenset[int]] = {"BatchNormalization": frozenset({3, 4})}
 
 
-def register_onnx_formula(*op_types: str) -> Callable[[OnnxFormula], OnnxFormula]:
-    """Register ``formula`` for each ONNX ``op_type`` (default domain)."""
+def register_onnx_formula(*op_types: str, category: str) -> Callable[[OnnxFormula], OnnxFormula]:
+    """Register ``formula`` for each ONNX ``op_type`` (default domain) under ``category`` (a key of
+    :data:`deploykit.profile.formulas.CATEGORIES`)."""
 
     def deco(fn: OnnxFormula) -> OnnxFormula:
         for op in op_types:
             if op in ONNX_FORMULAS or op in VIEW_OPS or op in FREE_OPS:
                 raise ValueError(f"ONNX formula for {op} registered twice")
             ONNX_FORMULAS[op] = fn
+            _ONNX_CATEGORY[op] = category
         return fn
 
     return deco
+
+
+def onnx_category(op: str) -> str:
+    """The category of an ONNX op type (``"view"`` for relabelling and metadata nodes, ``"unsupported"`` for one
+    without a formula)."""
+    if op in VIEW_OPS or op in FREE_OPS:
+        return VIEW
+    return _ONNX_CATEGORY.get(op, UNSUPPORTED)
 
 
 def _numel(shape: Shape | None) -> int:
@@ -210,21 +251,21 @@ def _numel(shape: Shape | None) -> int:
 # --- matmul family ------------------------------------------------------------------------------------
 
 
-@register_onnx_formula("Conv")
+@register_onnx_formula("Conv", category=MATMUL)
 def _conv(n: OnnxNode) -> OpCost:
     y = n.output()
     macs = conv_macs(n.input(0), n.input(1), y, transposed=False)
     return OpCost(macs=macs, flops=2 * macs + (_numel(y) if n.has_input(2) else 0))
 
 
-@register_onnx_formula("ConvTranspose")
+@register_onnx_formula("ConvTranspose", category=MATMUL)
 def _conv_transpose(n: OnnxNode) -> OpCost:
     y = n.output()
     macs = conv_macs(n.input(0), n.input(1), y, transposed=True)
     return OpCost(macs=macs, flops=2 * macs + (_numel(y) if n.has_input(2) else 0))
 
 
-@register_onnx_formula("Gemm")
+@register_onnx_formula("Gemm", category=MATMUL)
 def _gemm(n: OnnxNode) -> OpCost:
     a, y = n.input(0), n.output()
     k = a[0] if n.attrs.get("transA", 0) else a[1]
@@ -232,11 +273,75 @@ def _gemm(n: OnnxNode) -> OpCost:
     return OpCost(macs=macs, flops=2 * macs + (_numel(y) if n.has_input(2) else 0))
 
 
-@register_onnx_formula("MatMul")
+@register_onnx_formula("MatMul", category=MATMUL)
 def _matmul(n: OnnxNode) -> OpCost:
     # Every output element is one K-long dot product, whatever the broadcasting of the batch dimensions.
     macs = _numel(n.output()) * n.input(0)[-1]
     return OpCost(macs=macs, flops=2 * macs)
+
+
+@register_onnx_formula("LSTM", "GRU", "RNN", category=RECURRENT)
+def _rnn(n: OnnxNode) -> OpCost:
+    x, w = n.input(0), n.input(1)
+    dirs, _, in_size = w
+    kind = n.op_type.lower()
+    hidden = int(n.attrs.get("hidden_size") or n.input(2)[-1])
+    steps, batch = (x[1], x[0]) if n.attrs.get("layout", 0) else (x[0], x[1])
+    rows = steps * batch
+    one = rnn_cell_cost(kind, rows, in_size, hidden, bias=n.has_input(3))
+    peepholes = 6 * rows * hidden if kind == "lstm" and n.has_input(7) else 0
+    return OpCost(macs=dirs * one.macs, flops=dirs * (one.flops + peepholes))
+
+
+def einsum_cost(equation: str, shapes: Sequence[Shape]) -> OpCost | None:
+    """``torch.einsum``'s work for ``equation`` on operands of ``shapes``, as the PyTorch profile counts it (see the
+    table above); ``None`` for an equation it cannot parse."""
+    eq = equation.replace(" ", "")
+    lhs, arrow, out = eq.partition("->")
+    terms = lhs.split(",")
+    if len(terms) != len(shapes) or not arrow:
+        return None
+    sizes: dict[str, int] = {}
+    letters: list[str] = []
+    for term, shape in zip(terms, shapes, strict=True):
+        if "..." in term:  # broadcast dims, aligned from the right: the last one is chr(0x100)
+            head, _, tail = term.partition("...")
+            k = len(shape) - len(head) - len(tail)
+            term = head + "".join(chr(0x100 + k - 1 - i) for i in range(k)) + tail
+        if len(term) != len(shape):
+            return None
+        for c, d in zip(term, shape, strict=True):
+            sizes[c] = max(sizes.get(c, 1), int(d))
+        letters.append(term)
+    if "..." in out:
+        ell = sorted({c for t in letters for c in t if ord(c) >= 0x100}, reverse=True)
+        out = out.replace("...", "".join(ell))
+    macs = flops = 0
+    ops = [set(t) for t in letters]
+    for i, t in enumerate(ops):  # letters nothing else needs are summed out first
+        others = set(out).union(*(o for j, o in enumerate(ops) if j != i))
+        alone = t - others
+        if alone:
+            before = math.prod(sizes[c] for c in t)
+            ops[i] = t - alone
+            flops += before - math.prod(sizes[c] for c in ops[i])
+    cur = ops[0]
+    for j in range(1, len(ops)):
+        needed = set(out).union(*ops[j + 1:])
+        both = cur | ops[j]
+        contracted = (cur & ops[j]) - needed
+        work = math.prod(sizes[c] for c in both)
+        if contracted:
+            macs += work
+        else:
+            flops += work
+        cur = both - contracted
+    return OpCost(macs=macs, flops=2 * macs + flops)
+
+
+@register_onnx_formula("Einsum", category=MATMUL)
+def _einsum(n: OnnxNode) -> OpCost | None:
+    return einsum_cost(str(n.attrs.get("equation", "")), [n.input(i) for i in range(len(n.inputs))])
 
 
 # --- element-wise ----------------------------------------------------------------------------------------
@@ -250,31 +355,32 @@ def _per_element(flops_per_element: int) -> OnnxFormula:
 
 
 register_onnx_formula(
-    "Add", "Sub", "Mul", "Div", "Relu", "Tanh", "Neg", "Abs", "Exp", "Log", "Sqrt", "Reciprocal", "Pow"
+    "Add", "Sub", "Mul", "Div", "Relu", "Tanh", "Neg", "Abs", "Exp", "Log", "Sqrt", "Reciprocal", "Pow",
+    category=ELEMENTWISE,
 )(_per_element(1))
-register_onnx_formula("LeakyRelu", "PRelu")(_per_element(2))
-register_onnx_formula("Sigmoid", "HardSigmoid", "Elu")(_per_element(4))
-register_onnx_formula("HardSwish", "Softmax", "LogSoftmax")(_per_element(5))
+register_onnx_formula("LeakyRelu", "PRelu", category=ELEMENTWISE)(_per_element(2))
+register_onnx_formula("Sigmoid", "HardSigmoid", "Elu", category=ELEMENTWISE)(_per_element(4))
+register_onnx_formula("HardSwish", "Softmax", "LogSoftmax", category=ELEMENTWISE)(_per_element(5))
 
 
-@register_onnx_formula("Gelu")
+@register_onnx_formula("Gelu", category=ELEMENTWISE)
 def _gelu(n: OnnxNode) -> OpCost:
     return OpCost(flops=(9 if n.attrs.get("approximate", "none") == "tanh" else 5) * _numel(n.output()))
 
 
-@register_onnx_formula("Clip")
+@register_onnx_formula("Clip", category=ELEMENTWISE)
 def _clip(n: OnnxNode) -> OpCost:
     # opset >= 11: bounds are inputs 1 and 2; before: attributes min / max
     bounds = sum(1 for i in (1, 2) if n.has_input(i)) + sum(1 for a in ("min", "max") if a in n.attrs)
     return OpCost(flops=bounds * _numel(n.output()))
 
 
-@register_onnx_formula("Max", "Min", "Sum")
+@register_onnx_formula("Max", "Min", "Sum", category=ELEMENTWISE)
 def _variadic(n: OnnxNode) -> OpCost:
     return OpCost(flops=(len(n.inputs) - 1) * _numel(n.output()))
 
 
-@register_onnx_formula("Mean")
+@register_onnx_formula("Mean", category=ELEMENTWISE)
 def _variadic_mean(n: OnnxNode) -> OpCost:
     return OpCost(flops=len(n.inputs) * _numel(n.output()))
 
@@ -282,7 +388,7 @@ def _variadic_mean(n: OnnxNode) -> OpCost:
 # --- normalisation ----------------------------------------------------------------------------------------
 
 
-@register_onnx_formula("BatchNormalization")
+@register_onnx_formula("BatchNormalization", category=NORMALIZATION)
 def _batch_norm(n: OnnxNode) -> OpCost:
     return OpCost(flops=(6 if n.attrs.get("training_mode", 0) else 2) * _numel(n.input(0)))
 
@@ -294,27 +400,28 @@ def _per_input_element(flops_per_element: int) -> OnnxFormula:
     return formula
 
 
-register_onnx_formula("InstanceNormalization", "GroupNormalization")(_per_input_element(6))
-register_onnx_formula("LayerNormalization")(_per_input_element(8))
+register_onnx_formula("InstanceNormalization", "GroupNormalization", category=NORMALIZATION)(_per_input_element(6))
+register_onnx_formula("LayerNormalization", category=NORMALIZATION)(_per_input_element(8))
 
 
 # --- pooling and reductions -----------------------------------------------------------------------------------
 
 
-@register_onnx_formula("MaxPool")
+@register_onnx_formula("MaxPool", category=POOLING)
 def _max_pool(n: OnnxNode) -> OpCost:
     return OpCost(flops=(math.prod(n.attrs["kernel_shape"]) - 1) * _numel(n.output()))
 
 
-@register_onnx_formula("AveragePool")
+@register_onnx_formula("AveragePool", category=POOLING)
 def _avg_pool(n: OnnxNode) -> OpCost:
     return OpCost(flops=math.prod(n.attrs["kernel_shape"]) * _numel(n.output()))
 
 
-register_onnx_formula("GlobalAveragePool", "ReduceMean")(_per_input_element(1))
+register_onnx_formula("GlobalAveragePool", category=POOLING)(_per_input_element(1))
+register_onnx_formula("ReduceMean", category=REDUCTION)(_per_input_element(1))
 
 
-@register_onnx_formula("GlobalMaxPool", "ReduceSum", "ReduceMax", "ReduceMin")
+@register_onnx_formula("GlobalMaxPool", "ReduceSum", "ReduceMax", "ReduceMin", category=REDUCTION)
 def _reduce(n: OnnxNode) -> OpCost:
     return OpCost(flops=_numel(n.input(0)) - _numel(n.output()))
 
@@ -326,10 +433,10 @@ def _zero(n: OnnxNode) -> OpCost:
     return OpCost()
 
 
-register_onnx_formula(*sorted(DATA_MOVEMENT_OPS))(_zero)
+register_onnx_formula(*sorted(DATA_MOVEMENT_OPS), category=NO_ARITHMETIC)(_zero)
 
 
-@register_onnx_formula("Resize")
+@register_onnx_formula("Resize", category=RESAMPLING)
 def _resize(n: OnnxNode) -> OpCost | None:
     return OpCost() if n.attrs.get("mode", "nearest") == "nearest" else None
 
@@ -744,6 +851,7 @@ def profile_onnx(
     classes = {"param": 0, "buffer": 0, "constant": 0}
     folded: dict[str, int] = {}  # BatchNorm module path -> affine parameter elements folded away
     fused_bias = 0
+    categories: dict[str, str] = {}
     rows: list[LayerProfile] = []
     for index, node in enumerate(graph.node):
         domain = node.domain if node.domain not in ("", "ai.onnx") else ""
@@ -791,6 +899,10 @@ def profile_onnx(
             written = [t for n, t in zip(outs, out_t, strict=True) if n and t is not None]
             act = sum(_nbytes(t, override) for t in written)
             traffic = sum(_nbytes(t, override) for t in read.values()) + act
+
+        cat = UNSUPPORTED if unsupported else onnx_category(op)
+        if categories.get(op) != UNSUPPORTED:
+            categories[op] = cat
 
         if op in ("Conv", "ConvTranspose", "Gemm"):
             out_shape = out_t[0].shape if out_t and out_t[0] is not None else None
@@ -864,6 +976,7 @@ def profile_onnx(
         module_types=module_types,
         spec=spec,
         source="onnx",
+        op_categories=dict(sorted(categories.items())),
     )
 
 
@@ -874,20 +987,25 @@ def profile_onnx(
 class ParamReconciliation:
     """Where each parameter element of a PyTorch module went in its ONNX export (see :func:`reconcile_params`).
 
-    ``torch_params == stored + folded_batchnorm + zero_bias_dropped + deduplicated + not_exported`` and
-    ``onnx_params == stored + onnx_only`` hold by construction; the point is that ``onnx_params`` equals
-    ``profile_onnx(path).total_params``, and ``not_exported`` only the parameters the forward never uses.
+    ``torch_params == stored + repacked + folded_batchnorm + zero_bias_dropped + deduplicated + not_exported`` and
+    ``onnx_params == stored + repacked + onnx_only`` hold by construction; the point is that ``onnx_params``
+    equals ``profile_onnx(path).total_params``, and ``not_exported`` only the parameters the forward never uses.
 
     Attributes:
         torch_params: ``sum(p.numel() for p in module.parameters())``.
         stored: elements of parameters found in the file under their own name, with their own shape.
+        repacked: elements of parameters stored in another layout: transposed (a Linear's weight as a MatMul
+            operand), reordered or split and concatenated (an LSTM's gate blocks in ``W``, ``R``, and both biases in
+            ``B``). Found by content: every value of the parameter, with its multiplicity, is in one initializer
+            (claimed once, so two parameters cannot both match the same elements).
         folded_batchnorm: elements of BatchNorm weights / biases folded into the preceding Conv / Gemm.
         zero_bias_dropped: elements of all-zero ``Conv*d`` / ``ConvTranspose*d`` / ``Linear`` biases missing from
             the file (the exporter's optimizer removes all-zero Conv / Gemm biases).
         deduplicated: elements of parameters stored under another name, as an initializer with equal values.
         not_exported: elements of parameters the file holds in none of these ways (unused by the forward).
-        onnx_only: elements of initializers that :func:`profile_onnx` counts as parameters but that are named
-            after no parameter or buffer of the module (biases created by BatchNorm folding, exporter-made copies).
+        onnx_only: elements of initializers that :func:`profile_onnx` counts as parameters, named after no
+            parameter or buffer of the module and holding no repacked parameter (biases created by BatchNorm
+            folding, exporter-made tensors).
     """
 
     torch_params: int
@@ -897,14 +1015,49 @@ class ParamReconciliation:
     deduplicated: int
     not_exported: int
     onnx_only: int
+    repacked: int = 0
 
     @property
     def onnx_params(self) -> int:
-        return self.stored + self.onnx_only
+        return self.stored + self.repacked + self.onnx_only
 
 
 #: Module classes whose bias the exporter emits as a Conv / ConvTranspose / Gemm bias input (dropped when all zero).
 _BIASED = frozenset({"Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d", "Linear"})
+
+
+class _ValuePool:
+    """An initializer's values as a multiset of bit patterns, from which parameters claim their elements."""
+
+    def __init__(self, array: Any) -> None:
+        import numpy as np
+
+        self.dtype = array.dtype
+        self.values, self.counts = np.unique(_bit_patterns(array), return_counts=True)
+        self.claimed = 0
+
+    def claim(self, array: Any) -> bool:
+        """Take ``array``'s values (cast to this initializer's type) if all of them, counted with multiplicity,
+        are still unclaimed here."""
+        import numpy as np
+
+        want, n = np.unique(_bit_patterns(array.astype(self.dtype)), return_counts=True)
+        idx = np.searchsorted(self.values, want)
+        if (idx >= len(self.values)).any():
+            return False
+        if not (self.values[idx] == want).all() or not (self.counts[idx] >= n).all():
+            return False
+        self.counts[idx] -= n
+        self.claimed += int(n.sum())
+        return True
+
+
+def _bit_patterns(array: Any) -> Any:
+    """Exact bit patterns (so -0.0 and 0.0, or two NaNs, are told apart as stored)."""
+    import numpy as np
+
+    flat = np.ascontiguousarray(array).reshape(-1)
+    return flat.view({1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}[flat.dtype.itemsize])
 
 
 def reconcile_params(module: Any, path: str | os.PathLike[str]) -> ParamReconciliation:
@@ -913,8 +1066,10 @@ def reconcile_params(module: Any, path: str | os.PathLike[str]) -> ParamReconcil
     The dynamo exporter's optimizer changes what the file holds, depending on the weights' *values*: it folds
     eval-mode BatchNorms into the Conv / Gemm before them, drops all-zero Conv / Gemm biases (a freshly
     initialised BatchNorm folds to a zero bias; vgg, densenet and mobilenet initialise biases to zero) and
-    de-duplicates initializers with equal contents. This names each parameter's fate, using the names the
-    exporter keeps (``layer1.0.conv1.weight``) and the values in the file.
+    de-duplicates initializers with equal contents. The exporter also stores some weights in another layout
+    (a Linear on a 3-D input as a transposed MatMul operand, an LSTM's weights gate-reordered and its two biases
+    concatenated). This names each parameter's fate, using the names the exporter keeps
+    (``layer1.0.conv1.weight``) and the values in the file.
 
     >>> r = reconcile_params(model, "out/resnet18.onnx")          # doctest: +SKIP
     >>> r.onnx_params == profile_onnx("out/resnet18.onnx").total_params   # doctest: +SKIP
@@ -945,14 +1100,29 @@ def reconcile_params(module: Any, path: str | os.PathLike[str]) -> ParamReconcil
         except AttributeError:
             return ""
 
-    counts = dict.fromkeys(("stored", "folded_batchnorm", "zero_bias_dropped", "deduplicated", "not_exported"), 0)
-    names = set()
-    for name, param in module.named_parameters():
-        names.add(name)
+    names = {name for name, _ in module.named_parameters()} | {name for name, _ in module.named_buffers()}
+    params = list(module.named_parameters())
+    stored_names = {name for name, q in params
+                    if name in inits and tuple(int(d) for d in inits[name].dims) == tuple(q.shape)}
+    pools: dict[str, _ValuePool] = {}
+
+    def repacked_into(array: Any) -> str | None:
+        """The initializer (not stored under a parameter's own name) that holds all of ``array``'s values."""
+        for name, t in inits.items():
+            if name in stored_names or math.prod(t.dims) < array.size:
+                continue
+            if name not in pools:
+                pools[name] = _ValuePool(value(t))
+            if pools[name].claim(array):
+                return name
+        return None
+
+    counts = dict.fromkeys(("stored", "repacked", "folded_batchnorm", "zero_bias_dropped", "deduplicated",
+                            "not_exported"), 0)
+    for name, param in params:
         numel, shape = int(param.numel()), tuple(int(d) for d in param.shape)
-        t = inits.get(name)
         owner = name.rsplit(".", 1)[0] if "." in name else ""
-        if t is not None and tuple(int(d) for d in t.dims) == shape:
+        if name in stored_names:
             kind = "stored"
         elif owner in folded and name.rsplit(".", 1)[-1] in ("weight", "bias"):
             kind = "folded_batchnorm"
@@ -962,10 +1132,11 @@ def reconcile_params(module: Any, path: str | os.PathLike[str]) -> ParamReconcil
                 kind = "zero_bias_dropped"
             elif any(np.array_equal(value(c).astype(np.float32), array) for c in by_shape.get(shape, ())):
                 kind = "deduplicated"
+            elif repacked_into(array) is not None:
+                kind = "repacked"
             else:
                 kind = "not_exported"
         counts[kind] += numel
-    names |= {name for name, _ in module.named_buffers()}
     onnx_only, seen = 0, set()
     for node in model.graph.node:  # initializers named after nothing in the module, in a parameter role
         op = node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}:{node.op_type}"
@@ -976,6 +1147,6 @@ def reconcile_params(module: Any, path: str | os.PathLike[str]) -> ParamReconcil
             seen.add(name)
             n = math.prod(t.dims)
             if classify_initializer(op, i, t.data_type, n, torch_params=_torch_params(node)) == "param":
-                onnx_only += n
+                onnx_only += n - (pools[name].claimed if name in pools else 0)
     return ParamReconciliation(torch_params=sum(int(q.numel()) for q in module.parameters()), onnx_only=onnx_only,
                                **counts)
