@@ -22,7 +22,7 @@ MODEL is a registered name (`deploykit list`) or an import path `pkg.module:Clas
 
 [bold]Validation[/]: onnx.checker (full check), then ONNX Runtime vs eager PyTorch fp32 on three random batches (seed 0; batches 1, 2, 3 with --dynamic-batch): pass when max|ort - eager| <= atol + rtol x max|eager| for every output (fp32: rtol 1e-4, fp16: rtol 1e-2). On the GPU with the CUDA provider when onnxruntime-gpu is installed, else on the CPU provider, which runs fp16 graphs in fp32 (the manifest says which nodes).
 
-[bold]TensorRT[/]: --fp16 builds a strongly typed engine from the fp16 graph; --bf16 (TensorRT 10.0-10.11 only) and --int8 (TensorRT 10.x with real --calib-data, or a Q/DQ graph) from the fp32 graph; --min/--opt/--max-batch need --dynamic-batch. Without TensorRT the engine is skipped with one line (exit 0; exit 3 when --format trt was asked for).
+[bold]TensorRT[/]: --fp16 builds a strongly typed engine from the fp16 graph; --bf16 (TensorRT 10.0-10.11 only) and --int8 (TensorRT 10.x with real --calib-data, or a Q/DQ graph) from the fp32 graph; --min-batch, --opt-batch and --max-batch need --dynamic-batch. Without TensorRT the engine is skipped with one line (exit 0; exit 3 when --format trt was asked for).
 """
 
 
@@ -210,8 +210,7 @@ def export(
         device=device,
         exporter=exporter,
         name=model,
-        model_info={"overrides": {k: v for k, v in overrides.items() if v is not None}, "weight_seed": seed,
-                    **({"inputs": inputs.to_dict()} if inputs.is_integer else {})},
+        model_info={"overrides": {k: v for k, v in overrides.items() if v is not None}, "weight_seed": seed},
         inputs=inputs,
     )
     _print_onnx(art)

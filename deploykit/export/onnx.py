@@ -470,7 +470,7 @@ def export_module(
             size=size,
             spec=spec,
             model_name=model_name,
-            model_info=model_info,
+            model_info={**dict(model_info or {}), **({"inputs": in_spec.to_dict()} if in_spec.is_integer else {})},
             inputs=graph_inputs,
             outputs=outputs,
             dynamic=dynamic_batch,
@@ -603,8 +603,7 @@ def export_onnx(
         validate_batches=validate_batches,
         tolerances=tolerances,
         name=model,
-        model_info={"overrides": given, "weight_seed": seed,
-                    **({"inputs": inputs.to_dict()} if inputs is not None and inputs.is_integer else {})},
+        model_info={"overrides": given, "weight_seed": seed},
         inputs=inputs,
     )
 
