@@ -23,8 +23,8 @@ activations saved for backward, the backward peak) per batch size, modelled allo
 meta device for the CUDA caching allocator (512-byte blocks) or the CPU (--memory-target). The per-layer
 table is shown at the first batch size.
 
-[bold]Conventions[/]: MACs = multiply-accumulates of conv / linear / matmul only (the papers' mult-adds,
-fvcore's "flops"). FLOPs = every floating-point operation: 2 per MAC + bias adds + element-wise,
+[bold]Conventions[/]: MACs = multiply-accumulates of conv / linear / matmul / attention / recurrent-cell matrices
+only (the papers' mult-adds, fvcore's "flops"). FLOPs = every floating-point operation: 2 per MAC + bias adds + element-wise,
 normalisation and pooling work (per-op formulas in the README). Act = bytes a layer newly allocates for its
 output (0 for views and in-place ops). Traffic = bytes read (inputs, weights, buffers) + bytes written
 (outputs) if every kernel goes to DRAM once. Bytes use the --dtype element size; MB = 10^6 bytes.
@@ -37,8 +37,8 @@ category is in the JSON (op_categories).
 
 [bold]--convention[/] fvcore | flop-counter: also the total as fvcore's FlopCountAnalysis counts it (one "flop"
 per MAC of conv / linear / matmul / einsum / bmm, plus its norm and upsampling estimates, nothing for attention
-or element-wise work) or as torch's FlopCounterMode does (2 per MAC of matmul / conv / CUDA fused attention
-only), next to deploykit's own.
+or element-wise work) or as torch's FlopCounterMode does on the meta device (2 per MAC of matmul / conv /
+attention / recurrent matrices only), next to deploykit's own.
 
 [bold]Inputs[/]: --input-dtype int64 | int32 | bool with --input-range LO,HI (values drawn from [LO, HI); by
 default [0, num_embeddings) of the model's nn.Embedding) for models that take token ids or indices.
