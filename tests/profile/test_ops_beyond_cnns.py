@@ -537,3 +537,18 @@ def test_custom_modules_totals_do_not_depend_on_the_trace_device(make: type[nn.M
     assert cpu.totals() == on_meta.totals()
     assert [(r.name, r.fvcore_flops, r.flop_counter_flops) for r in cpu.layers] == [
         (r.name, r.fvcore_flops, r.flop_counter_flops) for r in on_meta.layers]
+
+
+def test_new_fields_survive_the_json_round_trip_and_aggregation() -> None:
+    import json
+
+    from deploykit.profile import ModelProfile, aggregate_layers
+
+    p = meta(AttentionBlock(), (2, 5, 16))
+    p = type(p)(**{**p.__dict__, "notes": ("a note",)})
+    back = ModelProfile.from_dict(json.loads(json.dumps(p.to_dict())))
+    assert back.op_categories == p.op_categories and back.notes == ("a note",)
+    assert back.layers == p.layers
+    assert back.to_dict()["conventions"] == {"fvcore": 11840, "flop-counter": 26880}
+    (merged,) = aggregate_layers(p, 0)
+    assert (merged.fvcore_flops, merged.flop_counter_flops) == (11840, 26880)
