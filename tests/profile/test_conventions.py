@@ -15,9 +15,10 @@ from test_ops_beyond_cnns import AttentionBlock, Mha, ReadsWeight, TokenLSTM
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 from typer.testing import CliRunner
+from zoo_selection import zoo_params
 
 from deploykit.cli.app import app
-from deploykit.models import create_model, list_models
+from deploykit.models import create_model
 from deploykit.profile import profile_model, profile_module
 from deploykit.profile.conventions import fvcore_einsum
 
@@ -110,8 +111,7 @@ def test_cli_reports_the_convention_next_to_deploykits_counts() -> None:
     assert bad.exit_code == 2 and "unknown convention 'thop'" in bad.output
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("name", zoo_params())
 def test_conventions_equal_the_real_tools_on_the_zoo(name: str) -> None:
     torch.manual_seed(0)
     model, spec = create_model(name, device="cpu")

@@ -17,6 +17,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from zoo_selection import zoo_params
 
 from deploykit.errors import InvalidInput
 from deploykit.models.inputs import InputSpec, input_spec
@@ -514,8 +515,7 @@ def test_input_spec_validation() -> None:
 # --- meta and CPU agree ------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("name", __import__("deploykit.models", fromlist=["list_models"]).list_models())
+@pytest.mark.parametrize("name", zoo_params())
 def test_zoo_totals_do_not_depend_on_the_trace_device(name: str) -> None:
     on_meta = profile_model(name)
     on_cpu = profile_model(name, device="cpu")
