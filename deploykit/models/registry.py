@@ -16,13 +16,16 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from deploykit.errors import BuildError, InvalidInput, ModelNotFound
 from deploykit.models.shapes import run_with_layer_context
+
+if TYPE_CHECKING:
+    from deploykit.models.weights import WeightsRecord
 
 #: Overrides a builder can honour. ``image_size`` and ``input_shape`` change the sample shape.
 OVERRIDES = ("num_classes", "in_channels", "image_size", "input_shape")
@@ -33,7 +36,8 @@ class ModelSpec:
     """What a registered model is and what it takes.
 
     ``input_shape`` is the shape of one sample (no batch dimension), e.g. ``(3, 224, 224)`` or ``(1, 40)``.
-    ``overridable`` names the :data:`OVERRIDES` the builder honours.
+    ``overridable`` names the :data:`OVERRIDES` the builder honours. ``weights`` records the weights loaded by
+    :func:`create_model` (``None``: freshly initialised).
     """
 
     name: str
@@ -43,6 +47,7 @@ class ModelSpec:
     num_classes: int
     description: str = ""
     overridable: frozenset[str] = field(default_factory=lambda: frozenset({"num_classes", "image_size"}))
+    weights: WeightsRecord | None = None
 
     @property
     def in_channels(self) -> int:
@@ -60,6 +65,7 @@ class ModelSpec:
             "input_shape": list(self.input_shape),
             "num_classes": self.num_classes,
             "description": self.description,
+            **({"weights": self.weights.to_dict()} if self.weights is not None else {}),
         }
 
 
@@ -224,11 +230,17 @@ def create_model(
     in_channels: int | None = None,
     image_size: int | Sequence[int] | str | None = None,
     input_shape: Sequence[int] | str | None = None,
+    weights: str | os.PathLike[str] | None = None,
+    strict_weights: bool = True,
 ) -> tuple[nn.Module, ModelSpec]:
     """Build registered model ``name`` (or ``package.module:Attr``) in eval mode on ``device``.
 
-    Returns ``(model, spec)``; ``spec`` reflects the overrides. No pretrained weights are downloaded: weights
-    are freshly initialised (on ``"meta"`` they do not exist at all, which is all profiling needs).
+    Returns ``(model, spec)``; ``spec`` reflects the overrides. Without ``weights`` the weights are freshly
+    initialised (on ``"meta"`` they do not exist at all, which is all profiling needs). ``weights`` is a
+    safetensors or PyTorch file, or a torchvision weight name (``DEFAULT``, ``IMAGENET1K_V1``) for the
+    torchvision models; it is loaded after the model is built (see :func:`deploykit.models.weights.load_weights`,
+    ``strict_weights`` is its ``strict``) and recorded in ``spec.weights``. On ``"meta"`` the weights are read and
+    checked against the model (keys, shapes) but not materialised.
     Lazy layers (the d2l models use ``nn.LazyConv2d`` as the book does) are materialised with one forward pass
     on a batch of one, so an impossible input shape raises :class:`~deploykit.errors.ShapeError` here.
 
@@ -248,4 +260,16 @@ def create_model(
         model = builder(spec).eval()  # eval first: BatchNorm in training mode rejects the batch of one below
         if _has_lazy(model):
             run_with_layer_context(model, torch.zeros(spec.batch_shape(1)), spec.name)
+    if weights is not None:
+        from deploykit.models.weights import load_weights
+
+        tv_prefix = "torchvision.models."
+        record = load_weights(
+            model,
+            weights,
+            strict=strict_weights,
+            torchvision_model=spec.source[len(tv_prefix):] if spec.source.startswith(tv_prefix) else None,
+            model_name=spec.name,
+        )
+        spec = replace(spec, weights=record)
     return model.eval(), spec
