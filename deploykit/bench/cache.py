@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from deploykit._cache import cache_root
 from deploykit._io import atomic_write_json
 
 RECORD = "bench-cache.json"
@@ -31,12 +32,7 @@ RECORD = "bench-cache.json"
 
 def default_cache_dir() -> Path:
     """``$DEPLOYKIT_CACHE_DIR``, else ``$XDG_CACHE_HOME/deploykit``, else ``~/.cache/deploykit``."""
-    env = os.environ.get("DEPLOYKIT_CACHE_DIR")
-    if env:
-        return Path(env).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "deploykit"
+    return cache_root()
 
 
 def slug(text: str) -> str:
