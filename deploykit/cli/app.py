@@ -14,6 +14,7 @@ from deploykit.cli import compare as _compare
 from deploykit.cli import export as _export
 from deploykit.cli import models as _models
 from deploykit.cli import profile as _profile
+from deploykit.cli import train as _train
 
 app = typer.Typer(
     name="deploykit",
@@ -24,7 +25,7 @@ app = typer.Typer(
     rich_markup_mode="rich",
 )
 
-_COMMAND_MODULES: tuple = (_models, _profile, _compare, _export, _bench, _check)
+_COMMAND_MODULES: tuple = (_models, _profile, _compare, _export, _bench, _check, _train)
 
 for _module in _COMMAND_MODULES:
     _module.register(app)

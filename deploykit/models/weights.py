@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import json
 import os
 import re
 import warnings
@@ -404,12 +405,14 @@ def load_weights(
 
 
 def save_weights(
-    module: nn.Module, path: str | os.PathLike[str], *, metadata: Mapping[str, str] | None = None
+    module: nn.Module, path: str | os.PathLike[str], *, metadata: Mapping[str, Any] | None = None
 ) -> WeightsRecord:
     """Write ``module``'s state_dict to a safetensors file atomically and return its record.
 
-    ``metadata`` (string keys and values) goes into the file's header (model name, data hash, accuracy...).
-    Tensors that share memory are written as separate copies (safetensors stores no aliases).
+    ``metadata`` (model name, data hash, accuracy...) goes into the file's header as one entry, ``deploykit``,
+    holding sorted JSON: safetensors writes its metadata map in an arbitrary order, and one entry keeps the file,
+    and so its sha256, the same for the same weights. Tensors that share memory are written as separate copies
+    (safetensors stores no aliases).
     """
     from safetensors.torch import save
 
@@ -418,7 +421,8 @@ def save_weights(
     state = {k: v.detach().to("cpu").contiguous().clone() for k, v in module.state_dict().items()}
     if any(v.is_meta for v in state.values()):
         raise InvalidInput("the module has no weights (built on the meta device); nothing to save")
-    data = save(state, metadata={str(k): str(v) for k, v in (metadata or {}).items()})
+    header = {"deploykit": json.dumps({str(k): v for k, v in (metadata or {}).items()}, sort_keys=True)} if metadata else None
+    data = save(state, metadata=header)
     target = atomic_write_bytes(path, data)
     return WeightsRecord(
         source=os.fspath(target),
