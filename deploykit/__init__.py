@@ -44,6 +44,18 @@ _EXPORTS: dict[str, str] = {
     "register_model": "deploykit.models",
     "roofline": "deploykit.profile",
     "run_bench": "deploykit.bench",
+    # trained weights, labelled data, training, accuracy of deployed artifacts
+    "Evaluation": "deploykit.evaluate",
+    "LabelledData": "deploykit.data",
+    "TrainOptions": "deploykit.train",
+    "TrainResult": "deploykit.train",
+    "WeightsRecord": "deploykit.models",
+    "evaluate_model": "deploykit.evaluate",
+    "evaluate_onnx": "deploykit.evaluate",
+    "load_data": "deploykit.data",
+    "load_weights": "deploykit.models",
+    "save_weights": "deploykit.models",
+    "train_model": "deploykit.train",
 }
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

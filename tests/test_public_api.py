@@ -13,6 +13,8 @@ PUBLIC = [
     "ShapeError", "TimingOptions", "ValidationError", "compare_models", "compare_results", "create_model", "export_onnx",
     "get_device", "get_model_spec", "list_models", "load_results", "memory_report", "profile_model", "profile_onnx", "register_model",
     "roofline", "run_bench",
+    "Evaluation", "LabelledData", "TrainOptions", "TrainResult", "WeightsRecord", "evaluate_model", "evaluate_onnx",
+    "load_data", "load_weights", "save_weights", "train_model",
 ]
 
 

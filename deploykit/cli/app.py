@@ -11,6 +11,7 @@ import typer
 from deploykit.cli import bench as _bench
 from deploykit.cli import check as _check
 from deploykit.cli import compare as _compare
+from deploykit.cli import evaluate as _evaluate
 from deploykit.cli import export as _export
 from deploykit.cli import models as _models
 from deploykit.cli import profile as _profile
@@ -25,7 +26,7 @@ app = typer.Typer(
     rich_markup_mode="rich",
 )
 
-_COMMAND_MODULES: tuple = (_models, _profile, _compare, _export, _bench, _check, _train)
+_COMMAND_MODULES: tuple = (_models, _profile, _compare, _export, _bench, _check, _train, _evaluate)
 
 for _module in _COMMAND_MODULES:
     _module.register(app)

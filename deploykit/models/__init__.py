@@ -10,14 +10,18 @@ from deploykit.models.registry import (
     register_model,
 )
 from deploykit.models.shapes import run_with_layer_context
+from deploykit.models.weights import WeightsRecord, load_weights, save_weights
 
 __all__ = [
     "OVERRIDES",
     "ModelSpec",
+    "WeightsRecord",
     "create_model",
     "get_model_spec",
     "list_models",
+    "load_weights",
     "parse_shape",
     "register_model",
     "run_with_layer_context",
+    "save_weights",
 ]

@@ -2,7 +2,8 @@
 
 Modules: :mod:`deploykit.report.bench` (benchmark tables, markdown summary, latency plot),
 :mod:`deploykit.report.check` (the noise-aware regression rule), :mod:`deploykit.report.profile_tables`
-(per-layer profiles). Names load on first use.
+(per-layer profiles), :mod:`deploykit.report.evaluate` (accuracy of deployed artifacts),
+:mod:`deploykit.report.training` (training runs). Names load on first use.
 """
 
 from __future__ import annotations
@@ -15,10 +16,14 @@ _EXPORTS: dict[str, str] = {
     "check_markdown": "deploykit.report.check",
     "check_table": "deploykit.report.check",
     "compare_results": "deploykit.report.check",
+    "evaluation_markdown": "deploykit.report.evaluate",
+    "evaluation_renderable": "deploykit.report.evaluate",
     "fastest_correct": "deploykit.report.bench",
     "markdown_summary": "deploykit.report.bench",
     "parse_tolerance": "deploykit.report.check",
     "plot_latency": "deploykit.report.bench",
+    "training_lines": "deploykit.report.training",
+    "training_markdown": "deploykit.report.training",
     "write_markdown_summary": "deploykit.report.bench",
 }
 
