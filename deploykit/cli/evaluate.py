@@ -13,13 +13,13 @@ FORMATS = ("table", "json", "markdown")
 
 HELP = """Measure whether deployed artifacts still classify like the PyTorch model: accuracy on the test split of real data for eager PyTorch fp32 (the reference), ONNX fp32 and fp16 in ONNX Runtime (exported on the fly, or --onnx files) and TensorRT engines (when TensorRT and a CUDA GPU are usable; otherwise one line says why).
 
-TARGET is a registered model (with --weights) or an ONNX file (compared with eager PyTorch when --weights is given: the model is read from the file's deploykit manifest, or --model).
+TARGET is a registered model (with --weights) or an ONNX file (compared with eager PyTorch when --weights is given: the model is read from the file's deploykit manifest, or --model). Given .engine files are not evaluated yet (engines are built from the model's ONNX exports when TensorRT is usable).
 
 [bold]Metrics[/] per artifact: top-1 and top-5 accuracy (top-5 with more than 5 classes); agreement = share of samples whose predicted class equals eager PyTorch's; max and mean |logit - eager logit|; max 1 - cosine similarity of a sample's logits with eager's. Percentages are truncated, never rounded up to 100%.
 
 [bold]fp16 on the CPU[/]: ONNX Runtime's CPU provider has almost no fp16 kernels; it inserts Casts and runs those nodes in fp32, so the fp16 row measures fp16 weights, inputs and outputs, not fp16 arithmetic (a line says which nodes).
 
-[bold]Exit codes[/]: 0 measured; 1 an artifact could not be made or run, or an agreement is below --min-agreement; 2 bad input (unknown model, weights that do not fit, bad data); 3 a requested device is missing.
+[bold]Exit codes[/]: 0 measured; 1 an artifact could not be made or run, or an agreement is below --min-agreement; 2 bad input (unknown model, weights that do not fit, bad data); 3 a requested device or backend is missing.
 
 Examples: `deploykit evaluate mnist1d-cnn --weights w.safetensors --data mnist1d`; `deploykit evaluate deploykit-out/mnist1d-cnn.onnx --weights w.safetensors --data mnist1d -f markdown`.
 """
@@ -54,6 +54,17 @@ def evaluate(
         raise InvalidInput(f"unknown format {format!r}; choose from {', '.join(FORMATS)}")
     if min_agreement is not None and not 0 <= min_agreement <= 100:
         raise InvalidInput(f"--min-agreement is a percentage (0-100), got {min_agreement}")
+    if target.endswith(".engine"):
+        from deploykit.errors import BackendUnavailable
+        from deploykit.export.tensorrt import tensorrt_status
+
+        reason = tensorrt_status()
+        if reason is not None:
+            raise BackendUnavailable(f"{target}: {reason}")
+        raise InvalidInput(
+            "evaluating a given .engine file is not supported yet; evaluate the model (engines are built from its "
+            "ONNX exports when TensorRT is usable)"
+        )
     if target.endswith(".onnx"):
         if onnx or onnx_dir:
             raise InvalidInput("--onnx / --onnx-dir are for a model TARGET; an ONNX TARGET is evaluated as it is")

@@ -26,7 +26,7 @@ def fmt_share(x: float | None, n: int | None = None) -> str:
         return "—"
     if x >= 1.0:
         return "100%"
-    text = f"{math.floor(x * 1000) / 10:.1f}%"
+    text = f"{math.floor(x * 1000 + 1e-9) / 10:.1f}%"  # the epsilon: 0.941 * 1000 may be 940.999...
     if n:
         text += f" ({round(x * n)}/{n})"
     return text
@@ -98,7 +98,7 @@ def evaluation_renderable(ev: Evaluation) -> Group:
 
 def evaluation_markdown(ev: Evaluation, heading: str | None = None) -> str:
     """The same as GitHub markdown (a table and a bullet list)."""
-    out = [f"### {heading}\n" if heading else "", f"{evaluation_title(ev)}\n", ""]
+    out = ([f"### {heading}", ""] if heading else []) + [evaluation_title(ev), ""]
     out.append("| " + " | ".join(h for h, _, _ in _COLUMNS) + " |")
     out.append("|" + "|".join("---:" if right else "---" for _, _, right in _COLUMNS) + "|")
     for r in ev.rows:
@@ -108,4 +108,4 @@ def evaluation_markdown(ev: Evaluation, heading: str | None = None) -> str:
     if lines:
         out.append("")
         out.extend(f"- {line}" for line in lines)
-    return "\n".join(out).lstrip("\n") + "\n"
+    return "\n".join(out) + "\n"

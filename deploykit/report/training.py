@@ -1,17 +1,19 @@
 """Render a :class:`~deploykit.train.TrainResult`: a few lines for the terminal, a markdown block for reports.
 
-Accuracies are stored as fractions (0..1) and shown here as percentages; rounding happens here only.
+Accuracies are stored as fractions (0..1) and shown here as percentages truncated to one decimal (as in
+:mod:`deploykit.report.evaluate`); rounding happens here only.
 """
 
 from __future__ import annotations
 
+from deploykit.report.evaluate import fmt_share
 from deploykit.train import TrainProgress, TrainResult
 
 __all__ = ["epoch_line", "training_header", "training_lines", "training_markdown"]
 
 
 def _pct(x: float) -> str:
-    return f"{x * 100:.1f}%"
+    return fmt_share(x)  # truncated like every accuracy deploykit prints: 349.9/359 is not shown as 97.5%
 
 
 def training_header(result_or_options: TrainResult) -> str:

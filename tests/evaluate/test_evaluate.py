@@ -177,3 +177,14 @@ def test_cli_exit_codes(trained: Path, cache: Path, monkeypatch: pytest.MonkeyPa
     garbage.write_bytes(b"not onnx")
     res = _cli(str(garbage), "-d", "mnist1d")
     assert res.exit_code == 2 and "cannot read ONNX file" in res.output
+
+
+def test_shares_are_truncated_never_rounded_up_to_100() -> None:
+    from deploykit.report.evaluate import fmt_share
+
+    assert fmt_share(1.0) == "100%"
+    assert fmt_share(9999 / 10000) == "99.9%"
+    assert fmt_share(999 / 1000, 1000) == "99.9% (999/1000)"
+    assert fmt_share(350 / 359) == "97.4%"  # 97.49%: truncated
+    assert [fmt_share(k / 1000) for k in (941, 290, 570)] == ["94.1%", "29.0%", "57.0%"]
+    assert fmt_share(None) == "—"
