@@ -99,7 +99,7 @@ def evaluation_renderable(ev: Evaluation) -> Group:
 def evaluation_markdown(ev: Evaluation, heading: str | None = None) -> str:
     """The same as GitHub markdown (a table and a bullet list)."""
     out = ([f"### {heading}", ""] if heading else []) + [evaluation_title(ev), ""]
-    out.append("| " + " | ".join(h for h, _, _ in _COLUMNS) + " |")
+    out.append("| " + " | ".join(h.replace("|", "\\|") for h, _, _ in _COLUMNS) + " |")
     out.append("|" + "|".join("---:" if right else "---" for _, _, right in _COLUMNS) + "|")
     for r in ev.rows:
         if r.status == "ok":

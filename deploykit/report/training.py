@@ -27,7 +27,8 @@ def training_header(result_or_options: TrainResult) -> str:
     opt += f" weight decay {o.weight_decay:g}" if o.weight_decay else ""
     return (
         f"{r.model} on {r.data['source']}: {tr['samples']} train / {te['samples']} test samples of {shape}; "
-        f"{opt}, batch {o.batch_size}, {o.epochs} epochs, seed {o.seed}, {r.threads} thread{'s' if r.threads != 1 else ''}"
+        f"{opt}, batch {o.batch_size}, {o.epochs} epochs{'' if o.shuffle else ' (no reshuffle)'}, seed {o.seed}, "
+        f"{r.threads} thread{'s' if r.threads != 1 else ''}"
     )
 
 

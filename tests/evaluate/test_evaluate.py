@@ -147,7 +147,9 @@ def test_cli_table_markdown_json(trained: Path, cache: Path, monkeypatch: pytest
                "-o", str(tmp_path / "e.md"))
     assert res.exit_code == 0, res.output
     md = (tmp_path / "e.md").read_text()
-    assert "| artifact | runtime | top-1 | top-5 | agreement |" in md and "| onnx fp32 |" in md
+    assert "| artifact | runtime | top-1 | top-5 | agreement | max \\|Δlogit\\| |" in md and "| onnx fp32 |" in md
+    table = [line for line in md.splitlines() if line.startswith("|")]
+    assert len({line.replace("\\|", "").count("|") for line in table}) == 1  # every row has the header's columns
     res = _cli("mnist1d-cnn", "-w", str(trained), "-d", "mnist1d", "--limit", "50", "--precision", "fp32", "-f", "json")
     assert res.exit_code == 0
     assert json.loads(res.stdout)["schema"] == "deploykit.evaluation"
