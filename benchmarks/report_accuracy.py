@@ -169,7 +169,8 @@ def main() -> None:
         f"| deploykit with the authors' batch order (`--no-shuffle`), seeds {args.seeds} | "
         f"{statistics.mean(authors_accs) * 100:.1f}% mean, {_pct(min(authors_accs))}–{_pct(max(authors_accs))} | this run |",
         "",
-        f"The published 94% is one number without a spread; here the last-epoch test accuracy of a seed is one draw "
+        "The README gives 94% without a spread (the paper's table reports a standard deviation over three runs, "
+        "not quoted here); here the last-epoch test accuracy of a seed is one draw "
         f"from a spread of about {(max(m1d_accs + authors_accs) - min(m1d_accs + authors_accs)) * 100:.1f} points "
         "(the constant learning rate keeps it moving from epoch to epoch, and the thread count, which changes the "
         "order of float sums, changes a seed's trajectory too). The default seed reaches "

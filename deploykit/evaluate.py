@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from deploykit.data.base import LabelledData
-from deploykit.errors import BackendUnavailable, DeploykitError, InvalidInput, first_line
+from deploykit.errors import ArtifactError, BackendUnavailable, DeploykitError, InvalidInput, first_line
 
 __all__ = [
     "EVAL_SCHEMA",
@@ -233,14 +233,19 @@ def _device(device: str | torch.device) -> torch.device:
 
 @torch.no_grad()
 def _eager_logits(module: nn.Module, data: LabelledData, device: torch.device, batch: int) -> torch.Tensor:
+    """The reference: eager fp32 logits (TF32 off on CUDA); the caller's module is not moved or modified."""
+    import copy
+
     from deploykit.backends.torch_backends import first_tensor
     from deploykit.export.validate import true_fp32
 
-    module = module.eval().to(device)
+    was_training = module.training
+    module = module.eval() if device.type == "cpu" else copy.deepcopy(module).eval().to(device)
     outs = []
     with true_fp32():
         for x, _ in data.batches(batch):
             outs.append(first_tensor(module(x.to(device))).float().cpu())
+    module.train(was_training)
     return torch.cat(outs)
 
 
@@ -373,14 +378,18 @@ def _trt_rows(
 
 
 @contextlib.contextmanager
-def _artifact_dir(given: str | os.PathLike[str] | None) -> Iterator[tuple[Path, bool]]:
+def _artifact_dir(given: str | os.PathLike[str] | None) -> Iterator[Path]:
+    """``given`` (created), or a temporary folder removed afterwards."""
     if given is not None:
         path = Path(given)
-        path.mkdir(parents=True, exist_ok=True)
-        yield path, True
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ArtifactError(f"cannot create {path}: {first_line(exc)}") from None
+        yield path
         return
     with tempfile.TemporaryDirectory(prefix="deploykit-eval-") as tmp:
-        yield Path(tmp), False
+        yield Path(tmp)
 
 
 def _test_split(
@@ -452,8 +461,7 @@ def evaluate_model(
         logit_metrics(ref, test.y),
         notes=(("TF32 off",) if dev.type == "cuda" else ()),
     )]
-    module = module.cpu()
-    with _artifact_dir(onnx_dir) as (out, _):
+    with _artifact_dir(onnx_dir) as out:
         made: dict[str, tuple[Path, Any]] = {}
         if onnx_files:
             for f in onnx_files:
