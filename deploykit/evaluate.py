@@ -15,7 +15,7 @@ metrics (:func:`logit_metrics`):
 
 A sample whose output holds NaN or inf counts as wrong and as disagreeing. fp16 on ONNX Runtime's CPU provider:
 the provider has fp16 kernels for almost no operator, so it inserts Casts and runs most nodes in fp32
-(:func:`deploykit.export.validate.fp16_coverage` counts them and the row says so): what the CPU measures is the
+(:func:`deploykit.backends.ort.fp16_coverage` counts them and the row says so): what the CPU measures is the
 effect of fp16 weights, inputs and outputs, not of fp16 arithmetic.
 
 >>> ev = evaluate_model("mnist1d-cnn", "mnist1d", weights="w.safetensors")   # doctest: +SKIP
@@ -298,7 +298,7 @@ def _ort_runtime(info: Mapping[str, Any]) -> str:
 
 
 def _fp16_notes(path: Path, device: torch.device) -> tuple[list[str], dict[str, Any] | None]:
-    from deploykit.export.validate import fp16_coverage
+    from deploykit.backends.ort import fp16_coverage
 
     try:
         cov = fp16_coverage(path, device)

@@ -12,14 +12,20 @@ time the work.
 (device to device) into one fixed input buffer, outputs land in fixed buffers; the input shape is then fixed for
 the runner's life. ONNX Runtime refuses the capture when some node runs on the CPU provider.
 
-onnxruntime is imported after torch (see :func:`deploykit.export.validate.import_onnxruntime`). CUDA needs
+This module owns everything deploykit does with ONNX Runtime: importing it (after torch, so onnxruntime-gpu
+loads the CUDA and cuDNN libraries torch ships), sessions checked to really use the provider asked for, dtype
+mapping, the fp16-coverage count of a session's partitioned graph, and the runner. CUDA needs
 onnxruntime-gpu, which replaces the CPU-only onnxruntime package (``pip install 'deploykit[gpu]'``, see the
 comment in pyproject.toml); without it activation raises :class:`BackendUnavailable` saying so.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
+from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,14 +33,183 @@ import numpy as np
 import torch
 
 from deploykit.backends.base import Runner
-from deploykit.errors import ArtifactError, BackendUnavailable, InvalidInput
-from deploykit.export.validate import (
-    CUDA_PROVIDER,
-    import_onnxruntime,
-    make_session,
-    ort_dtype_to_torch,
-    require_cuda_provider,
+from deploykit.errors import ArtifactError, BackendUnavailable, InvalidInput, ValidationError
+
+#: How onnxruntime-gpu is installed: it ships the same ``onnxruntime`` module and must replace the CPU package.
+ORT_GPU_HINT = (
+    "pip uninstall -y onnxruntime onnxruntime-gpu && pip install 'deploykit[gpu]' "
+    "(onnxruntime-gpu provides the same `onnxruntime` module and replaces the CPU-only package)"
 )
+
+CPU_PROVIDER = "CPUExecutionProvider"
+CUDA_PROVIDER = "CUDAExecutionProvider"
+
+
+# ---------------------------------------------------------------------------------------------- onnxruntime
+def import_onnxruntime() -> Any:
+    """Import onnxruntime after torch (so onnxruntime-gpu finds torch's CUDA/cuDNN libraries)."""
+    import torch  # noqa: F401  (the import order is the point)
+
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise BackendUnavailable("onnxruntime is not installed: pip install onnxruntime") from None
+    return ort
+
+
+def _preload_cuda_libraries(ort: Any) -> None:
+    # onnxruntime >= 1.21: load CUDA/cuDNN from the nvidia pip packages (torch's); a no-op when torch already did.
+    preload = getattr(ort, "preload_dlls", None)
+    if callable(preload):
+        with contextlib.suppress(Exception):
+            preload(cuda=True, cudnn=True, msvc=False)
+
+
+def cuda_provider_available() -> bool:
+    """Whether the installed onnxruntime has the CUDA execution provider (onnxruntime-gpu)."""
+    return CUDA_PROVIDER in import_onnxruntime().get_available_providers()
+
+
+def require_cuda_provider(what: str = "ONNX Runtime on CUDA") -> Any:
+    """onnxruntime with a usable CUDA provider and a CUDA device, else :class:`BackendUnavailable` saying why."""
+    if not torch.cuda.is_available():
+        raise BackendUnavailable(f"{what}: no CUDA device is available")
+    ort = import_onnxruntime()
+    if CUDA_PROVIDER not in ort.get_available_providers():
+        raise BackendUnavailable(
+            f"{what}: the installed onnxruntime {ort.__version__} has no CUDA provider (CPU-only package); "
+            f"install onnxruntime-gpu: {ORT_GPU_HINT}"
+        )
+    _preload_cuda_libraries(ort)
+    return ort
+
+
+def make_session(
+    path: str | os.PathLike[str],
+    device: torch.device,
+    *,
+    cuda_options: Mapping[str, Any] | None = None,
+    threads: int | None = None,
+    optimization: str = "all",
+    optimized_model_path: str | os.PathLike[str] | None = None,
+) -> Any:
+    """An ``InferenceSession`` for ``path`` on ``device`` ("cpu" or "cuda[:i]"), checked to really use CUDA.
+
+    ``optimization`` is ``"all"`` (ONNX Runtime's default) or ``"none"``. A session that was asked for the CUDA
+    provider and silently fell back to the CPU (missing CUDA libraries) raises :class:`BackendUnavailable`.
+    """
+    if device.type == "cuda":
+        ort = require_cuda_provider()
+        opts = {"device_id": str(device.index or 0), **{k: str(v) for k, v in (cuda_options or {}).items()}}
+        providers: list[Any] = [(CUDA_PROVIDER, opts), CPU_PROVIDER]
+    elif device.type == "cpu":
+        ort = import_onnxruntime()
+        providers = [CPU_PROVIDER]
+    else:
+        raise InvalidInput(f"ONNX Runtime runs on cpu or cuda, not {device}")
+    so = ort.SessionOptions()
+    so.log_severity_level = 3  # errors only; the warnings that matter become exceptions or records
+    if threads is not None:
+        if threads < 1:
+            raise InvalidInput(f"threads must be positive, got {threads}")
+        so.intra_op_num_threads = threads
+    if optimization == "none":
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    elif optimization != "all":
+        raise InvalidInput(f"optimization must be 'all' or 'none', got {optimization!r}")
+    if optimized_model_path is not None:
+        so.optimized_model_filepath = os.fspath(optimized_model_path)
+    try:
+        sess = ort.InferenceSession(os.fspath(path), sess_options=so, providers=providers)
+    except Exception as exc:  # onnxruntime raises its own pybind exception types
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValidationError(f"ONNX Runtime cannot load {path}: {first}") from None
+    if device.type == "cuda" and CUDA_PROVIDER not in sess.get_providers():
+        raise BackendUnavailable(
+            f"ONNX Runtime could not start its CUDA provider for {path} (CUDA/cuDNN libraries not found?); "
+            'import torch before onnxruntime, or check `python -c "import onnxruntime; onnxruntime.preload_dlls()"`'
+        )
+    return sess
+
+
+def ort_dtype_to_torch(type_str: str) -> torch.dtype:
+    """``"tensor(float16)"`` -> ``torch.float16``."""
+    table = {
+        "tensor(float)": torch.float32,
+        "tensor(float16)": torch.float16,
+        "tensor(bfloat16)": torch.bfloat16,
+        "tensor(double)": torch.float64,
+        "tensor(int64)": torch.int64,
+        "tensor(int32)": torch.int32,
+        "tensor(int8)": torch.int8,
+        "tensor(uint8)": torch.uint8,
+        "tensor(bool)": torch.bool,
+    }
+    if type_str not in table:
+        raise InvalidInput(f"unsupported ONNX tensor type {type_str}")
+    return table[type_str]
+
+
+# --------------------------------------------------------------------------------------------- fp16 coverage
+_FLOAT_TYPES = {1: "float32", 10: "float16", 16: "bfloat16", 11: "float64"}
+
+
+def fp16_coverage(path: str | os.PathLike[str], device: torch.device) -> dict[str, Any]:
+    """Which nodes of an fp16 graph ONNX Runtime really runs in fp16 on ``device``.
+
+    ONNX Runtime's ``InsertCastTransformer`` wraps nodes that have no fp16 kernel on their provider in Casts to
+    fp32 and back (the CPU provider has almost none). The session's partitioned graph is saved with graph
+    optimizations off (so nodes are not fused away), its types inferred, and every non-Cast node counted as fp16
+    (all float inputs fp16) or fp32 (some float input cast to fp32).
+    """
+    import onnx
+
+    with tempfile.TemporaryDirectory(prefix="deploykit-ort-") as tmp:
+        saved = Path(tmp) / "partitioned.onnx"
+        make_session(path, device, optimization="none", optimized_model_path=saved)
+        model = onnx.load(os.fspath(saved))
+    with contextlib.suppress(Exception):
+        model = onnx.shape_inference.infer_shapes(model)
+    types: dict[str, int] = {}
+    for vi in [*model.graph.input, *model.graph.value_info, *model.graph.output]:
+        types[vi.name] = vi.type.tensor_type.elem_type
+    for t in model.graph.initializer:
+        types[t.name] = t.data_type
+    for node in model.graph.node:  # Cast's output type is its "to" attribute, when inference left it out
+        if node.op_type == "Cast":
+            for attr in node.attribute:
+                if attr.name == "to":
+                    types.setdefault(node.output[0], attr.i)
+    fp16_nodes = 0
+    fp32_ops: Counter[str] = Counter()
+    unknown = 0
+    inserted = 0
+    for node in model.graph.node:
+        if node.op_type == "Cast":
+            if node.name.startswith("InsertedPrecisionFreeCast") or "InsertedCast" in node.name:
+                inserted += 1
+            continue
+        float_in = [types.get(i) for i in node.input if i and types.get(i) in _FLOAT_TYPES]
+        if not float_in:
+            if any(i and i not in types for i in node.input):
+                unknown += 1
+            continue
+        if all(t == 10 for t in float_in):
+            fp16_nodes += 1
+        else:
+            fp32_ops[node.op_type] += 1
+    total = fp16_nodes + sum(fp32_ops.values())
+    return {
+        "provider": CUDA_PROVIDER if device.type == "cuda" else CPU_PROVIDER,
+        "float_nodes": total,
+        "fp16_nodes": fp16_nodes,
+        "fp32_nodes": sum(fp32_ops.values()),
+        "fp32_op_types": dict(sorted(fp32_ops.items())),
+        "inserted_casts": inserted,
+        "untyped_nodes": unknown,
+    }
+
+
 
 _NP_DTYPES: dict[torch.dtype, type] = {
     torch.float32: np.float32,
@@ -294,4 +469,15 @@ class OrtRunner(Runner):
         return self._graph_out
 
 
-__all__ = ["CUDA_PROVIDER", "OrtRunner"]
+__all__ = [
+    "CPU_PROVIDER",
+    "CUDA_PROVIDER",
+    "ORT_GPU_HINT",
+    "OrtRunner",
+    "cuda_provider_available",
+    "fp16_coverage",
+    "import_onnxruntime",
+    "make_session",
+    "ort_dtype_to_torch",
+    "require_cuda_provider",
+]

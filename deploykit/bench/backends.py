@@ -172,7 +172,7 @@ def ort_factory(ctx: CellContext) -> Prepared:
     from deploykit.backends.ort import OrtRunner
 
     if ctx.device.type == "cuda":
-        from deploykit.export.validate import require_cuda_provider
+        from deploykit.backends.ort import require_cuda_provider
 
         require_cuda_provider("ort on CUDA")  # before paying for an export that could not run
     art, hit = cached_onnx(ctx, ctx.precision)

@@ -45,14 +45,13 @@ import torch
 from torch import nn
 
 from deploykit._io import atomic_write_json
+from deploykit.backends.ort import cuda_provider_available, fp16_coverage
 from deploykit.errors import ArtifactError, ExportError, InvalidInput, ValidationError, first_line
 from deploykit.export.validate import (
     TOLERANCES,
     Tolerance,
     as_outputs,
-    cuda_provider_available,
     describe_failure,
-    fp16_coverage,
     validate_onnx,
     validation_scope,
 )
