@@ -63,7 +63,7 @@ from torch import nn
 
 from deploykit.data.base import DataSplits, LabelledData, check_for_model
 from deploykit.errors import ExportError, InvalidInput, ValidationError, first_line
-from deploykit.export.validate import import_onnxruntime
+from deploykit.backends.ort import import_onnxruntime
 
 import_onnxruntime()  # after torch, with CUDA libraries preloaded where there are any
 from onnxruntime.quantization import CalibrationDataReader  # noqa: E402
