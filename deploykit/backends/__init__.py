@@ -1,5 +1,17 @@
-"""Backends: an artifact or module -> a :class:`Runner` with ``activate`` / ``infer`` / ``deactivate``."""
+"""Backends: an artifact or module -> a :class:`Runner` with ``activate`` / ``infer`` / ``deactivate``.
 
-from deploykit.backends.base import Runner
+One module or package per runtime, each owning what runs its artifacts (loading, sessions, engines, manifests'
+compatibility checks): ``torch_backends`` (eager, ``torch.compile``), ``ort`` (ONNX Runtime), ``tensorrt``
+(TensorRT engines). Nothing here imports :mod:`deploykit.export`. Names load on first use, so importing a
+runtime's package does not import torch until it is needed.
+"""
 
-__all__ = ["Runner"]
+from __future__ import annotations
+
+from deploykit._lazy import lazy_exports
+
+_EXPORTS: dict[str, str] = {
+    "Runner": "deploykit.backends.base",
+}
+
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

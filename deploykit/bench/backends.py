@@ -191,8 +191,9 @@ def trt_factory(ctx: CellContext) -> Prepared:
     if reason is not None:
         raise BackendUnavailable(f"trt: {reason}")
     from deploykit.backends.tensorrt import TensorRTRunner
+    from deploykit.backends.tensorrt.runtime import current_gpu, import_tensorrt
     from deploykit.errors import InvalidInput
-    from deploykit.export.tensorrt import build_engine, current_gpu, import_tensorrt, timing_cache_key
+    from deploykit.export.tensorrt import build_engine, timing_cache_key
 
     trt_version = str(import_tensorrt().__version__)
     gpu = current_gpu(str(ctx.device))

@@ -10,6 +10,7 @@ Three kinds of tests, kept apart:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -20,7 +21,14 @@ import torch
 from fakes.fake_tensorrt import fake_reference, install_fake_tensorrt, make_tiny_onnx
 
 import deploykit.export.tensorrt as dt
-from deploykit.errors import ArtifactError, BackendUnavailable, ExportError, InvalidInput, ValidationError
+from deploykit.errors import (
+    ArtifactError,
+    BackendUnavailable,
+    ExportError,
+    InvalidInput,
+    ShapeError,
+    ValidationError,
+)
 from deploykit.export.tensorrt import (
     INSTALL_HINT,
     PrecisionPlan,
@@ -246,7 +254,7 @@ def test_load_engine_manifest_file_checks(tmp_path):
     with pytest.raises(ArtifactError, match="not a deploykit TensorRT engine manifest"):
         load_engine_manifest(m, check=False)
     good = {"schema": dt.MANIFEST_SCHEMA, "schema_version": 1, "engine_bytes": 4,
-            "engine_sha256": dt.hashlib.sha256(b"plan").hexdigest(), **_manifest()}
+            "engine_sha256": hashlib.sha256(b"plan").hexdigest(), **_manifest()}
     m.write_text(json.dumps({**good, "schema_version": 99}))
     with pytest.raises(ArtifactError, match="schema version 99"):
         load_engine_manifest(engine, check=False)
@@ -266,7 +274,7 @@ def test_load_engine_manifest_check_without_tensorrt(tmp_path, monkeypatch):
     engine.write_bytes(b"plan")
     engine_manifest_path(engine).write_text(json.dumps(
         {"schema": dt.MANIFEST_SCHEMA, "schema_version": 1, "engine_bytes": 4,
-         "engine_sha256": dt.hashlib.sha256(b"plan").hexdigest(), **_manifest()}))
+         "engine_sha256": hashlib.sha256(b"plan").hexdigest(), **_manifest()}))
     with pytest.raises(BackendUnavailable, match=r"pip install 'deploykit\[tensorrt\]'"):
         load_engine_manifest(engine)
 
@@ -633,7 +641,7 @@ def test_fake_executor_binds_and_runs(fp32_onnx, monkeypatch):
     addr_i = fake.calls.index("context.set_tensor_address(logits)")
     exec_i = fake.calls.index("context.execute_async_v3(0)")
     assert shape_i < out_i < addr_i < exec_i
-    with pytest.raises(dt.ShapeError, match="outside the engine's profile"):
+    with pytest.raises(ShapeError, match="outside the engine's profile"):
         ex.run([torch.randn(9, 3, 8, 8)])
     with pytest.raises(InvalidInput, match="float16"):
         ex.run([x.half()])

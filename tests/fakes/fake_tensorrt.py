@@ -513,20 +513,20 @@ class FakeStream:
 
 
 def install_fake_tensorrt(monkeypatch: Any, version: str = "10.13.0.35", **options: Any) -> FakeTensorRT:
-    """Put a :class:`FakeTensorRT` in ``sys.modules["tensorrt"]`` and point deploykit's three CUDA seams and
+    """Put a :class:`FakeTensorRT` in ``sys.modules["tensorrt"]`` and point the three CUDA seams of deploykit.backends.tensorrt.runtime and
     ``current_gpu`` at CPU stand-ins (a fake GPU named ``"Fake GPU"``, compute capability 9.0, device ``cpu``)."""
     import contextlib
     import sys
 
-    import deploykit.export.tensorrt as dt
+    import deploykit.backends.tensorrt.runtime as rt
 
     fake = FakeTensorRT(version, **options)
     monkeypatch.setitem(sys.modules, "tensorrt", fake)
-    monkeypatch.setattr(dt, "_device_guard", lambda device: contextlib.nullcontext())
+    monkeypatch.setattr(rt, "device_guard", lambda device: contextlib.nullcontext())
     stream = FakeStream()
-    monkeypatch.setattr(dt, "_new_stream", lambda device: stream)
-    monkeypatch.setattr(dt, "_current_stream", lambda device: stream)
-    monkeypatch.setattr(dt, "current_gpu", lambda device="cuda": dt.GpuInfo("Fake GPU", "9.0", "13.0", 0, "cpu"))
+    monkeypatch.setattr(rt, "new_stream", lambda device: stream)
+    monkeypatch.setattr(rt, "current_stream", lambda device: stream)
+    monkeypatch.setattr(rt, "current_gpu", lambda device="cuda": rt.GpuInfo("Fake GPU", "9.0", "13.0", 0, "cpu"))
     return fake
 
 

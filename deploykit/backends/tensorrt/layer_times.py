@@ -1,17 +1,4 @@
-"""TensorRT runner (engines built by :func:`deploykit.export.tensorrt.build_engine`) and per-layer engine profiles.
-
-``tensorrt`` is imported only in ``activate`` / the profiling functions. Before an engine is deserialized its
-manifest is checked against this machine's GPU and TensorRT version (a mismatch is an
-:class:`~deploykit.errors.ArtifactError` naming both); engines from untrusted sources must never be loaded
-(an engine is executable code: TensorRT 11.x migration guide, "Engine Deserialization and the Trust Boundary").
-
-The binding and enqueue code is :class:`deploykit.export.tensorrt.EngineExecutor` (one implementation for the
-runner and the post-build validation). None of this has run against a real TensorRT: this workplace cannot
-install it; the calls are written against the TensorRT 10.x/11.x Python API and cited where they are made.
-
->>> with TensorRTRunner("out/resnet18-fp16.engine") as r:      # doctest: +SKIP
-...     y = r.infer(r.prepare_input(torch.randn(8, 3, 224, 224)))
-"""
+"""Per-layer engine information (the inspector) and per-layer times (TensorRT's ``IProfiler``)."""
 
 from __future__ import annotations
 
@@ -20,165 +7,31 @@ import os
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from deploykit.backends.base import Runner
-from deploykit.errors import ArtifactError, BackendUnavailable, InvalidInput
+from deploykit.errors import ArtifactError, InvalidInput
 
 SCHEMA = "deploykit.tensorrt-layer-times"
+
 SCHEMA_VERSION = 1
 
-
-class TensorRTRunner(Runner):
-    """Runs a TensorRT engine on torch CUDA tensors (no pycuda, no host copies).
-
-    ``infer(x)`` takes a contiguous tensor on the runner's device in the engine's input dtype
-    (:meth:`prepare_input` converts once, outside timing) with a batch inside the engine's profile, and returns
-    the first output. Work runs with ``execute_async_v3`` on the runner's own non-default stream
-    (``runner.stream``), which waits for the caller's current stream before and is waited on by it after: CUDA
-    events recorded on the caller's stream bracket the engine exactly (``enqueues_on_current_stream``).
-
-    With ``cuda_graph=True`` the enqueue is captured once per input shape into a ``torch.cuda.CUDAGraph``
-    (after one plain enqueue, as the TensorRT performance guide asks, so deferred shape work happens outside the
-    capture) and replayed; inputs are copied into a static buffer unless ``x`` is that buffer (what
-    :meth:`prepare_input` returns), and the returned tensor is the static output, overwritten by the next call.
-    """
-
-    name = "trt"
-    #: The enqueue is ordered after / before the caller's current stream (wait_stream both sides).
-    enqueues_on_current_stream = True
-
-    def __init__(self, engine_path: str | os.PathLike[str], device: str = "cuda", *, cuda_graph: bool = False) -> None:
-        super().__init__(device)
-        if self.device.type != "cuda":
-            raise InvalidInput(f"TensorRT engines run on a CUDA device, not {self.device}")
-        self.engine_path = Path(engine_path)
-        self.cuda_graph = cuda_graph
-        self.executor: Any = None
-        self.manifest: dict[str, Any] = {}
-        self._graph: Any = None
-        self._graph_key: tuple[Any, ...] | None = None
-        self._static_in: torch.Tensor | None = None
-        self._static_out: list[torch.Tensor] = []
-        self.info.update({"engine": os.fspath(self.engine_path), "cuda_graphs": cuda_graph})
-
-    # -- lifecycle
-    def _activate(self) -> None:
-        from deploykit.export.tensorrt import load_engine
-
-        if not torch.cuda.is_available():
-            raise BackendUnavailable("the TensorRT runner needs a CUDA GPU and none is available")
-        self.executor, self.manifest = load_engine(self.engine_path, str(self.device))
-        self.device = self.executor.device
-        prec = self.manifest.get("precision", {})
-        self.info.update(
-            {
-                "tensorrt": self.manifest.get("tensorrt", {}).get("version"),
-                "precision": prec.get("requested"),
-                "precision_path": prec.get("path"),
-                "profile": self.manifest.get("profile"),
-                "input_dtype": str(self.input_dtype).replace("torch.", ""),
-            }
-        )
-
-    def _deactivate(self) -> None:
-        self._graph = self._static_in = None
-        self._static_out = []
-        self._graph_key = None
-        self.executor = None  # drops context, engine and runtime (pybind objects free on refcount)
-
-    @property
-    def input_dtype(self) -> torch.dtype:
-        """The dtype the engine's (first) input takes: ``torch.float16`` for an fp16 ONNX, else usually float32."""
-        self._require_active()
-        dtype: torch.dtype = self.executor.inputs[0].dtype
-        return dtype
-
-    @property
-    def stream(self) -> torch.cuda.Stream:
-        """The non-default stream TensorRT work is enqueued on."""
-        self._require_active()
-        s: torch.cuda.Stream = self.executor.stream
-        return s
-
-    def _require_active(self) -> None:
-        if self.executor is None:
-            raise InvalidInput("activate the TensorRT runner first (use it as a context manager)")
-
-    # -- inference
-    def prepare_input(self, x: torch.Tensor) -> torch.Tensor:
-        """``x`` on the runner's device, in the engine's input dtype, contiguous (done once, outside timing).
-
-        With ``cuda_graph=True`` the graph for ``x``'s shape is captured here and the static input buffer is
-        returned (filled with ``x``), so a timed ``infer`` does no copy.
-        """
-        self._require_active()
-        x = x.to(device=self.device, dtype=self.input_dtype).contiguous()
-        if self.cuda_graph:
-            self._ensure_graph(x)
-            assert self._static_in is not None
-            self._static_in.copy_(x)
-            return self._static_in
-        return x
-
-    def infer(self, x: torch.Tensor) -> torch.Tensor:
-        self._require_active()
-        if not self.cuda_graph:
-            out: torch.Tensor = self.executor.run([x], reuse_outputs=False)[0]
-            return out
-        self._ensure_graph(x)
-        assert self._static_in is not None
-        if x.data_ptr() != self._static_in.data_ptr():
-            self._static_in.copy_(x)
-        caller = torch.cuda.current_stream(self.device)
-        stream = self.executor.stream
-        stream.wait_stream(caller)
-        with torch.cuda.stream(stream):
-            self._graph.replay()
-        caller.wait_stream(stream)
-        return self._static_out[0]
-
-    def _ensure_graph(self, x: torch.Tensor) -> None:
-        key = (tuple(x.shape), x.dtype)
-        if self._graph_key == key:
-            return
-        ex = self.executor
-        self._graph = None
-        static_in = x.detach().clone()
-        # Fixed addresses: bind the static buffers once; outputs are kept by the executor's cache.
-        static_out = ex.bind([static_in], reuse_outputs=True)
-        ex.enqueue()  # one plain enqueue first: TensorRT does deferred per-shape work on the first enqueue
-        torch.cuda.current_stream(self.device).synchronize()
-        graph = torch.cuda.CUDAGraph()
-        # torch.cuda.graph(g, stream=s) captures the work enqueued on s; execute_async_v3 is the only call inside
-        # (same pattern as Torch-TensorRT's _PythonTorchTensorRTModule CUDA-graph path).
-        with torch.cuda.graph(graph, stream=ex.stream):
-            ok = ex.context.execute_async_v3(ex.stream.cuda_stream)
-        if not ok:
-            raise ArtifactError(f"{ex.name}: execute_async_v3 failed during CUDA-graph capture")
-        self._graph, self._static_in, self._static_out, self._graph_key = graph, static_in, static_out, key
-
-
-# ------------------------------------------------------------------------------------- engine information
 def engine_layer_info(engine_path: str | os.PathLike[str], *, batch_size: int | None = None, device: str = "cuda") -> dict[str, Any]:
     """The engine inspector's view of an engine: fused layers, chosen tactics, per-tensor formats and dtypes.
 
     Parses both the 10.x (``"Bindings"``, ``"Format/Datatype"``) and 11.x (``"I/O Tensors"``, ``"DataType"`` /
-    ``"Format"``) JSON (see :func:`deploykit.export.tensorrt.parse_engine_information`). Input shapes are set
+    ``"Format"``) JSON (see :func:`deploykit.backends.tensorrt.inspector.parse_engine_information`). Input shapes are set
     first (``batch_size``, default the profile's opt batch) so a dynamic engine reports concrete formats.
     The raw JSON is under ``"raw"``; ``"tensorrt"`` and ``"engine"`` say what was inspected.
     """
-    from deploykit.export.tensorrt import load_engine
+    from deploykit.backends.tensorrt.executor import load_engine
 
     executor, manifest = load_engine(engine_path, device)
     info = executor.engine_information(_shapes_for(executor, batch_size))
     info["tensorrt"] = manifest.get("tensorrt", {}).get("version")
     info["engine"] = os.fspath(engine_path)
     return info
-
 
 def _shapes_for(executor: Any, batch_size: int | None) -> dict[str, tuple[int, ...]]:
     shapes = {}
@@ -195,8 +48,6 @@ def _shapes_for(executor: Any, batch_size: int | None) -> dict[str, tuple[int, .
             shapes[spec.name] = (batch_size, *opt[1:])
     return shapes
 
-
-# ----------------------------------------------------------------------------------------- layer timing
 @dataclass(frozen=True)
 class LayerTime:
     """Time of one engine layer (a fused TensorRT layer, not an ONNX node) over the profiled runs, in ms."""
@@ -240,7 +91,6 @@ class LayerTime:
             tactic=d.get("tactic"),
             onnx_nodes=tuple(d.get("onnx_nodes", ())),
         )
-
 
 @dataclass(frozen=True)
 class EngineLayerTimes:
@@ -300,7 +150,6 @@ class EngineLayerTimes:
             created=str(d.get("created", "")),
         )
 
-
 def summarize_layer_samples(
     samples: dict[str, list[float]], order: Sequence[str], layer_info: dict[str, Any] | None = None
 ) -> tuple[LayerTime, ...]:
@@ -329,7 +178,6 @@ def summarize_layer_samples(
         )
     return tuple(rows)
 
-
 def _make_profiler(trt: Any) -> Any:
     """A ``trt.IProfiler`` that collects ``report_layer_time(layer_name, ms)`` per layer, in report order.
 
@@ -356,7 +204,6 @@ def _make_profiler(trt: Any) -> Any:
 
     return _Profiler()
 
-
 def engine_layer_times(
     engine_path: str | os.PathLike[str],
     *,
@@ -373,7 +220,8 @@ def engine_layer_times(
     recorded; each layer keeps its raw samples.
     """
     from deploykit._env import environment
-    from deploykit.export.tensorrt import _current_stream, load_engine
+    from deploykit.backends.tensorrt import runtime as _rt
+    from deploykit.backends.tensorrt.executor import load_engine
 
     if isinstance(runs, bool) or not isinstance(runs, int) or runs < 1:
         raise InvalidInput(f"runs must be a positive integer, got {runs!r}")
@@ -396,7 +244,7 @@ def engine_layer_times(
     for i in range(warmup_runs + runs):
         profiler.recording = i >= warmup_runs
         executor.run(inputs, reuse_outputs=True)
-        _current_stream(executor.device).synchronize()
+        _rt.current_stream(executor.device).synchronize()
     if not profiler.order:
         raise ArtifactError(f"TensorRT's profiler reported no layer times for {engine_path}")
     layers = summarize_layer_samples(profiler.samples, profiler.order, info)

@@ -1,0 +1,343 @@
+"""Building an engine: ONNX parser -> builder config -> serialized plan -> inspect -> validate -> write."""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from deploykit._io import atomic_path, atomic_write_bytes, atomic_write_json
+from deploykit.backends.tensorrt import runtime as _rt
+from deploykit.backends.tensorrt.executor import EngineExecutor, ProfileShape, _make_logger
+from deploykit.backends.tensorrt.manifest import (
+    ENGINE_SUFFIX,
+    MANIFEST_SCHEMA,
+    MANIFEST_VERSION,
+    EngineArtifact,
+    engine_manifest_path,
+)
+from deploykit.backends.tensorrt.runtime import import_tensorrt
+from deploykit.errors import ExportError, InvalidInput
+from deploykit.export.tensorrt.calibration import _make_calibrator, load_calibration_batches
+from deploykit.export.tensorrt.engine_validation import validate_engine
+from deploykit.export.tensorrt.onnx_info import OnnxInfo, inspect_onnx
+from deploykit.export.tensorrt.precision import (
+    PrecisionPlan,
+    check_precision,
+    refuse_int8_without_data,
+    select_precision_plan,
+    verify_engine_precision,
+)
+from deploykit.export.tensorrt.profiles import derive_profile_shapes
+from deploykit.export.tensorrt.timing_cache import default_timing_cache_path, timing_cache_key
+
+#: ``IBuilderConfig.builder_optimization_level`` range (0-5, default 3; TensorRT 8.6+ and 11.x).
+OPT_LEVELS = range(0, 6)
+
+def _parser_errors(parser: Any) -> list[str]:
+    """Parser errors with node names: ``ParserError.node_name()/node_operator()`` (nodeName/nodeOperator are
+    in the 10.x C++ IParserError reference, e.g. 10.2/10.4/10.14; Python names as used by NVIDIA's
+    trt-samples cookbook), ``node()`` (index), ``desc()``, ``code()`` (all 8.x+)."""
+    out = []
+    for i in range(int(parser.num_errors)):
+        err = parser.get_error(i)
+        name = err.node_name() if hasattr(err, "node_name") else ""
+        op = err.node_operator() if hasattr(err, "node_operator") else ""
+        where = f"node {name!r}" if name else f"node #{err.node()}"
+        out.append(f"{where}{f' ({op})' if op else ''}: {err.desc()} [{err.code()}]")
+    return out
+
+def _default_engine_path(info: OnnxInfo, precision: str) -> Path:
+    stem = info.path.stem if precision == info.graph_tag else f"{info.path.stem}-{precision}"
+    return info.path.with_name(stem + ENGINE_SUFFIX)
+
+@dataclass
+class _BuildResult:
+    plan: bytes
+    build_time_s: float
+    timing_cache: dict[str, Any]
+    calibration: dict[str, Any] | None
+    warnings: list[str]
+
+def _build_serialized(
+    trt: Any,
+    info: OnnxInfo,
+    plan: PrecisionPlan,
+    shapes: Mapping[str, ProfileShape],
+    *,
+    workspace_bytes: int | None,
+    opt_level: int | None,
+    tf32: bool,
+    cache_path: Path,
+    calibrator: Any,
+    calib_batch: int | None,
+    device: Any,
+) -> _BuildResult:
+    """Logger -> Builder -> network -> ONNX parser -> builder config -> build_serialized_network, call by call."""
+
+    logger = _make_logger(trt)
+    # trt.Builder(logger): 8.x-11.x.
+    builder = trt.Builder(logger)
+    # create_network(flags): STRONGLY_TYPED exists in 10.x (Python API "Builder": NetworkDefinitionCreationFlag)
+    # and is accepted-but-ignored in 11.x (every network strongly typed; 10.x->11.x migration guide). flags=0 is a
+    # weakly typed (explicit batch) network, the legacy 10.x route; EXPLICIT_BATCH is ignored in 10.x, gone in 11.
+    flags = (1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)) if plan.strongly_typed else 0
+    network = builder.create_network(flags)
+    # trt.OnnxParser(network, logger).parse_from_file(path) -> bool; reads model.onnx.data next to the file
+    # (Polygraphy backend/trt/loader.py NetworkFromOnnxPath: "We need to use parse_from_file ... external weights").
+    parser = trt.OnnxParser(network, logger)
+    ok = parser.parse_from_file(os.fspath(info.path))
+    if not ok or int(parser.num_errors) > 0:
+        errors = _parser_errors(parser) or ["no error was recorded"]
+        raise ExportError(f"TensorRT's ONNX parser rejected {info.path.name}: " + "; ".join(errors[:5]))
+    net_inputs = [network.get_input(i).name for i in range(network.num_inputs)]
+    missing = [n for n in net_inputs if n not in shapes]
+    if missing:
+        raise ExportError(f"the parsed network has inputs {missing} that the ONNX graph does not list")
+
+    config = builder.create_builder_config()
+    if workspace_bytes is not None:
+        # set_memory_pool_limit(MemoryPoolType.WORKSPACE, bytes): TensorRT 8.4+ ("API Changes for 8.4"), 10.x, 11.x.
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_bytes))
+    if opt_level is not None:
+        # builder_optimization_level (0-5, default 3): 8.6+ (Polygraphy CreateConfig), 10.x, 11.x.
+        config.builder_optimization_level = int(opt_level)
+    # DETAILED so the engine inspector reports per-layer dtypes/tactics (Python API "EngineInspector"): 8.2+.
+    config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
+    if not tf32:
+        # TF32 is on by default for fp32 convs/matmuls; fp32 here means fp32. BuilderFlag.TF32 stays in 11.x.
+        config.clear_flag(trt.BuilderFlag.TF32)
+    for flag in plan.builder_flags:
+        # FP16 / BF16 / INT8: 10.x only (removed in 11.0 per "Removed Python APIs and Replacements"); the plan
+        # only names them on the 10.x legacy routes.
+        config.set_flag(getattr(trt.BuilderFlag, flag))
+
+    # Optimization profile: builder.create_optimization_profile(); profile.set_shape(name, min, opt, max);
+    # config.add_optimization_profile(profile) -> index. 7.x-11.x (Python API "IOptimizationProfile").
+    profile = builder.create_optimization_profile()
+    for name in net_inputs:
+        s = shapes[name]
+        profile.set_shape(name, s.min, s.opt, s.max)
+    config.add_optimization_profile(profile)
+
+    calibration = None
+    if plan.calibrate:
+        # config.int8_calibrator + set_calibration_profile: 10.x only (deprecated 10.1, removed 11.0).
+        config.int8_calibrator = calibrator
+        calib_profile = builder.create_optimization_profile()
+        for name in net_inputs:
+            s = shapes[name]
+            c = (int(calib_batch or s.opt[0]), *s.opt[1:])
+            calib_profile.set_shape(name, c, c, c)
+        config.set_calibration_profile(calib_profile)
+
+    # Timing cache: config.create_timing_cache(bytes) (b"" = empty) + config.set_timing_cache(cache,
+    # ignore_mismatch=False); after the build config.get_timing_cache().serialize(). 8.0+/10.x/11.x (Polygraphy
+    # backend/trt/config.py and loader.py). ignore_mismatch=False: a cache from another device/version is refused.
+    loaded = 0
+    cache_note = "created"
+    old = b""
+    if cache_path.is_file():
+        old = cache_path.read_bytes()
+    try:
+        cache = config.create_timing_cache(old)
+    except Exception:  # a truncated or foreign file: start empty rather than fail the build
+        cache = None
+    if cache is None:
+        cache, cache_note = config.create_timing_cache(b""), "unreadable, started empty"
+    elif old:
+        loaded, cache_note = len(old), "reused"
+    if not config.set_timing_cache(cache, ignore_mismatch=False) and old:
+        cache = config.create_timing_cache(b"")
+        config.set_timing_cache(cache, ignore_mismatch=False)
+        loaded, cache_note = 0, "did not match this GPU/TensorRT, started empty"
+
+    t0 = time.perf_counter()
+    with _rt.device_guard(device):
+        # build_serialized_network(network, config) -> IHostMemory | None (None on failure): 8.0+/10.x/11.x
+        # (build_engine was removed in 10.0: 8.x->10.x Python migration appendix).
+        serialized = builder.build_serialized_network(network, config)
+    build_time_s = time.perf_counter() - t0
+    if serialized is None:
+        errs = "; ".join(logger.errors()[-5:]) or "see the TensorRT log"
+        raise ExportError(f"TensorRT could not build an engine from {info.path.name}: {errs}")
+    plan_bytes = bytes(serialized)  # IHostMemory implements the buffer protocol
+    if not plan_bytes:
+        raise ExportError(f"TensorRT returned an empty engine for {info.path.name}")
+    if plan.calibrate and calibrator is not None:
+        calibration = {"batches_fed": int(getattr(calibrator, "batches_fed", 0))}
+
+    new_cache = bytes(config.get_timing_cache().serialize())
+    atomic_write_bytes(cache_path, new_cache)
+    return _BuildResult(
+        plan=plan_bytes,
+        build_time_s=build_time_s,
+        timing_cache={"path": os.fspath(cache_path), "status": cache_note, "loaded_bytes": loaded,
+                      "saved_bytes": len(new_cache)},
+        calibration=calibration,
+        warnings=[m for s, m in logger.messages if s == "WARNING"][-20:],
+    )
+
+def build_engine(
+    onnx: Any,
+    *,
+    precision: str = "fp32",
+    min_batch: int | None = None,
+    opt_batch: int | None = None,
+    max_batch: int | None = None,
+    workspace_bytes: int | None = None,
+    timing_cache: str | os.PathLike[str] | None = None,
+    opt_level: int | None = None,
+    calib_data: str | os.PathLike[str] | None = None,
+    validate: bool = True,
+    out_path: str | os.PathLike[str] | None = None,
+    reference_model: Any = None,
+    tf32: bool = False,
+    device: str = "cuda",
+) -> EngineArtifact:
+    """Build, check and validate a TensorRT engine from an ONNX file; write it with its manifest.
+
+    Args:
+        onnx: an ``OnnxArtifact`` (``path``, ``manifest_path``, ``manifest``) or a path to a ``.onnx`` file.
+        precision: ``"fp32"``, ``"fp16"``, ``"bf16"`` or ``"int8"`` (see the module docstring for how each is
+            built on 10.x and 11.x).
+        min_batch, opt_batch, max_batch: optimization profile for a dynamic-batch ONNX (defaults 1 / 8 / 32).
+        workspace_bytes: ``MemoryPoolType.WORKSPACE`` limit (TensorRT's default: the device memory).
+        timing_cache: timing-cache file, reused and updated; default a file keyed by GPU, CUDA and TensorRT
+            version under ``~/.cache/deploykit/tensorrt/`` (``$DEPLOYKIT_CACHE_DIR`` overrides).
+        opt_level: builder optimization level 0-5 (TensorRT's default 3).
+        calib_data: ``.npy`` file or folder of real inputs for INT8 calibration (10.x only).
+        validate: compare the engine's outputs with ``reference_model`` (eager PyTorch) or, without one, with
+            ONNX Runtime on the source ONNX; a failure raises :class:`ValidationError` and writes nothing.
+        out_path: engine path; default next to the ONNX, ``<onnx stem>[-<precision>].engine``.
+        reference_model: the ``nn.Module`` that was exported (for eager validation).
+        tf32: allow TF32 in fp32 layers (off: an "fp32" engine computes in fp32).
+        device: the CUDA device to build for.
+
+    Returns the :class:`EngineArtifact`. Raises :class:`BackendUnavailable` without TensorRT or CUDA,
+    :class:`InvalidInput` for impossible options (checked before TensorRT is imported), :class:`ExportError`
+    when parsing/building fails or the engine lacks the precision asked for.
+
+    >>> art = build_engine("out/resnet18-fp16.onnx", precision="fp16", reference_model=model)  # doctest: +SKIP
+    >>> art.manifest["precision"]["path"]                                                    # doctest: +SKIP
+    'strong-typing'
+    """
+    # 1. Everything that needs no TensorRT: arguments, the ONNX graph, the profile, INT8 refusal.
+    p = check_precision(precision)
+    if workspace_bytes is not None and (isinstance(workspace_bytes, bool) or not isinstance(workspace_bytes, int)
+                                        or workspace_bytes < 1):
+        raise InvalidInput(f"workspace_bytes must be a positive integer, got {workspace_bytes!r}")
+    if opt_level is not None and (isinstance(opt_level, bool) or opt_level not in OPT_LEVELS):
+        raise InvalidInput(f"opt_level must be an integer from 0 to 5, got {opt_level!r}")
+    if calib_data is not None and not Path(calib_data).exists():
+        raise InvalidInput(f"calibration data not found: {calib_data}")
+    info = inspect_onnx(onnx)
+    shapes = derive_profile_shapes(info.inputs, min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch)
+    refuse_int8_without_data(p, has_qdq=info.has_qdq, calibration_data=calib_data is not None)
+    engine_path = Path(out_path) if out_path is not None else _default_engine_path(info, p)
+    if engine_path.suffix == ".json":
+        raise InvalidInput(f"out_path {engine_path} looks like a manifest; give the engine file name")
+
+    # 2. TensorRT, its version, the precision plan and the GPU.
+    trt = import_tensorrt()
+    trt_version = str(trt.__version__)
+    plan = select_precision_plan(
+        p, trt_version, onnx_precision=info.precision, has_qdq=info.has_qdq, calibration_data=calib_data is not None
+    )
+    gpu = _rt.current_gpu(device)
+    import torch
+
+    dev = torch.device(gpu.device)
+    key = timing_cache_key(
+        gpu_name=gpu.name, compute_capability=gpu.compute_capability, cuda_version=gpu.cuda, tensorrt_version=trt_version
+    )
+    cache_path = Path(timing_cache) if timing_cache is not None else default_timing_cache_path(key)
+
+    calibrator, calib_desc, calib_batches, calib_batch = None, None, None, None
+    if plan.calibrate:
+        assert calib_data is not None
+        if len(info.inputs) != 1:
+            raise InvalidInput("INT8 calibration data is supported for single-input models only")
+        spec = info.inputs[0]
+        s = shapes[spec.name]
+        calib_batch = s.opt[0] if s.min[0] != s.max[0] else s.min[0]
+        calib_batches, calib_desc = load_calibration_batches(
+            calib_data, sample_shape=s.opt[1:], batch_size=calib_batch, dtype=spec.dtype
+        )
+        calibrator = _make_calibrator(trt, calib_batches, dev)
+
+    # 3. Build.
+    built = _build_serialized(
+        trt, info, plan, shapes, workspace_bytes=workspace_bytes, opt_level=opt_level, tf32=tf32,
+        cache_path=cache_path, calibrator=calibrator, calib_batch=calib_batch, device=dev,
+    )
+    if calib_desc is not None and built.calibration is not None:
+        calib_desc.update(built.calibration)
+
+    # 4. Inspect: the engine must compute in the precision asked for (the silent-fp32 check).
+    executor = EngineExecutor(trt, built.plan, dev, name=engine_path.name)
+    layer_info = executor.engine_information({n: s.opt for n, s in shapes.items()})
+    observed = verify_engine_precision(plan, layer_info)
+
+    # 5. Validate against the reference.
+    if validate:
+        validation: dict[str, Any] = validate_engine(
+            executor, info, p, reference_model=reference_model, calibration=calib_batches
+        )
+    else:
+        validation = {"skipped": "validate=False"}
+
+    # 6. Write engine + manifest atomically (the engine is renamed into place only after the manifest is written).
+    from deploykit._env import environment
+
+    manifest: dict[str, Any] = {
+        "schema": MANIFEST_SCHEMA,
+        "schema_version": MANIFEST_VERSION,
+        "engine_file": engine_path.name,
+        "engine_bytes": len(built.plan),
+        "engine_sha256": hashlib.sha256(built.plan).hexdigest(),
+        "model": info.model,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "build_time_s": built.build_time_s,
+        "source_onnx": {
+            "path": os.fspath(info.path),
+            "sha256": info.sha256,
+            "external_data": [{"file": f, "sha256": h} for f, h in info.external_data],
+            "manifest": os.fspath(info.manifest_path) if info.manifest_path else None,
+            "graph_precision": info.precision,
+            "qdq": info.has_qdq,
+        },
+        "tensorrt": {"version": trt_version, "major": plan.tensorrt_version[0], "minor": plan.tensorrt_version[1]},
+        "gpu": gpu.to_dict(),
+        "precision": {**plan.to_dict(), "tf32": tf32, "observed": observed, "calibration": calib_desc},
+        "profile": {n: s.to_dict() for n, s in shapes.items()},
+        "io": {
+            "inputs": [{"name": t.name, "dtype": str(t.dtype).replace("torch.", ""), "shape": list(t.shape)}
+                       for t in executor.inputs],
+            "outputs": [{"name": t.name, "dtype": str(t.dtype).replace("torch.", ""), "shape": list(t.shape)}
+                        for t in executor.outputs],
+        },
+        "builder": {
+            "workspace_bytes": workspace_bytes,
+            "optimization_level": opt_level,
+            "profiling_verbosity": "DETAILED",
+            "timing_cache": {**built.timing_cache, "key": key},
+            "warnings": built.warnings,
+        },
+        "layers": {"schema": layer_info["schema"], "num_layers": layer_info["num_layers"]},
+        "validation": validation,
+        "environment": environment(str(dev)),
+    }
+    manifest_path = engine_manifest_path(engine_path)
+    with atomic_path(engine_path) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(built.plan)
+            f.flush()
+            os.fsync(f.fileno())
+        atomic_write_json(manifest_path, manifest)
+    return EngineArtifact(path=engine_path, manifest_path=manifest_path, manifest=manifest)

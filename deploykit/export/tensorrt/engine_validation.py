@@ -1,0 +1,143 @@
+"""Numerical validation of a freshly built engine against eager PyTorch (or ONNX Runtime on the source ONNX)."""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from deploykit.backends.tensorrt import runtime as _rt
+from deploykit.backends.tensorrt.executor import EngineExecutor, ProfileShape
+from deploykit.errors import ValidationError
+from deploykit.export.tensorrt.onnx_info import OnnxInfo
+from deploykit.export.tensorrt.precision import check_precision
+
+
+def validation_tolerance(precision: str) -> Any:
+    """The :class:`~deploykit.export.validate.Tolerance` an engine of ``precision`` is validated with: the same
+    table as the ONNX export (scale-relative: ``max|out - ref| <= atol + rtol * max|ref|``)."""
+    from deploykit.export.validate import tolerance_for
+
+    return tolerance_for(check_precision(precision))
+
+def _reference_fn(info: OnnxInfo, reference_model: Any, device: Any) -> tuple[Callable[..., list[Any]], str]:
+    """The reference the engine is compared with: the eager module when given, else ONNX Runtime on the ONNX.
+
+    The ONNX exporter folds BatchNorm into Conv weights and models are randomly initialised, so a module rebuilt
+    from the registry would not hold the exported weights: eager validation needs the very module that was
+    exported (``reference_model=``; the CLI has it in hand right after ``export_onnx``).
+    """
+    import torch
+
+    if reference_model is not None:
+        model = copy.deepcopy(reference_model).to(device=device, dtype=torch.float32).eval()
+
+        def eager(*xs: Any) -> list[Any]:
+            with torch.inference_mode():
+                out = model(*[x.to(torch.float32) for x in xs])
+            outs = list(out) if isinstance(out, (tuple, list)) else [out]
+            return [o.float() for o in outs]
+
+        return eager, "eager-pytorch"
+
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise ValidationError(
+            "no reference to validate against: pass reference_model= (the exported nn.Module) or install onnxruntime"
+        ) from None
+    avail = ort.get_available_providers()
+    provider = "CUDAExecutionProvider" if "CUDAExecutionProvider" in avail else "CPUExecutionProvider"
+    try:
+        sess = ort.InferenceSession(os.fspath(info.path), providers=[provider])
+    except Exception as exc:
+        raise ValidationError(f"ONNX Runtime cannot load {info.path} as a reference: {exc}") from None
+    names = [i.name for i in sess.get_inputs()]
+    np_types = {i.name: i.type for i in sess.get_inputs()}
+
+    def onnxrt(*xs: Any) -> list[Any]:
+        feed = {}
+        for n, x in zip(names, xs, strict=True):
+            arr = x.detach().to("cpu", torch.float32).numpy()
+            feed[n] = arr.astype("float16") if np_types[n] == "tensor(float16)" else arr
+        try:
+            outs = sess.run(None, feed)
+        except Exception as exc:
+            raise ValidationError(f"ONNX Runtime could not run the reference: {exc}") from None
+        return [torch.from_numpy(o.astype("float32")) for o in outs]
+
+    return onnxrt, f"onnxruntime:{provider}"
+
+def validate_engine(
+    executor: EngineExecutor,
+    info: OnnxInfo,
+    precision: str,
+    *,
+    reference_model: Any = None,
+    batches: Sequence[int] | None = None,
+    calibration: Sequence[Any] | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Run the engine and the reference on the same inputs (each profile batch, fixed seed) and compare.
+
+    Inputs are standard-normal (real calibration samples for a calibrated INT8 engine). Returns the record for
+    the manifest; raises :class:`ValidationError` with the numbers when a batch is outside the tolerance.
+    """
+    import torch
+
+    from deploykit.export.validate import compare_outputs
+
+    tol = validation_tolerance(precision)
+    reference, ref_name = _reference_fn(info, reference_model, executor.device)
+    first = executor.inputs[0]
+    profile = first.profile or ProfileShape(first.shape, first.shape, first.shape)
+    sizes = sorted(set(batches or (profile.min[0], profile.opt[0], profile.max[0])))
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    pool = None
+    if calibration is not None and len(executor.inputs) == 1 and len(calibration) > 0:
+        import numpy as np
+
+        pool = torch.from_numpy(np.concatenate(list(calibration), axis=0)).float()
+    runs = []
+    for b in sizes:
+        xs = []
+        for spec in executor.inputs:
+            p = spec.profile.opt if spec.profile else spec.shape
+            dynamic = spec.profile is not None and spec.profile.min[0] != spec.profile.max[0]
+            shape = (b, *p[1:]) if dynamic or spec is first else tuple(p)
+            if pool is not None:
+                reps = -(-shape[0] // pool.shape[0])
+                xs.append(pool.repeat(reps, *([1] * (pool.dim() - 1)))[: shape[0]])
+            else:
+                xs.append(torch.randn(shape, generator=gen, dtype=torch.float32))
+        engine_in = [x.to(executor.device, spec.dtype).contiguous() for x, spec in zip(xs, executor.inputs, strict=True)]
+        outs = executor.run(engine_in)
+        _rt.current_stream(executor.device).synchronize()
+        # The reference sees what the engine saw: inputs rounded to the engine's input dtype, then fp32.
+        refs = reference(*[x.to(torch.float32).to(executor.device) for x in engine_in])
+        if len(refs) != len(outs):
+            raise ValidationError(f"the engine has {len(outs)} outputs and the reference {len(refs)}")
+        for spec, out, ref in zip(executor.outputs, outs, refs, strict=True):
+            cmp = compare_outputs(out, ref, tol)
+            runs.append({"batch": b, "output": spec.name, **cmp})
+    result = {
+        "reference": ref_name,
+        "precision": precision,
+        "tolerance": tol.to_dict(),
+        "seed": seed,
+        "inputs": "calibration samples" if calibration is not None else "standard normal",
+        "batches": sizes,
+        "max_abs_error": max(r["max_abs_error"] for r in runs),
+        "max_rel_error": max(r["max_rel_error"] for r in runs),
+        "passed": all(r["passed"] for r in runs),
+        "runs": runs,
+    }
+    if not result["passed"]:
+        bad = next(r for r in runs if not r["passed"])
+        raise ValidationError(
+            f"the {precision} engine disagrees with the reference ({ref_name}) beyond atol={tol.atol:g}, "
+            f"rtol={tol.rtol:g} of the output scale: batch {bad['batch']}, output {bad['output']!r}: max abs error "
+            f"{bad['max_abs_error']:.3g}, max rel error {bad['max_rel_error']:.3g}; the engine was not written"
+        )
+    return result
