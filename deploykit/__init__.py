@@ -31,7 +31,7 @@ _EXPORTS: dict[str, str] = {
     "TimingOptions": "deploykit.bench",
     "ValidationError": "deploykit.errors",
     "compare_models": "deploykit.profile",
-    "compare_results": "deploykit.report",
+    "compare_results": "deploykit.bench",
     "create_model": "deploykit.models",
     "export_onnx": "deploykit.export",
     "get_model_spec": "deploykit.models",

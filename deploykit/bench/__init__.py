@@ -1,4 +1,5 @@
-"""Benchmarks: (runner, spec) -> measured cells. All timing lives in :mod:`deploykit.bench.timing`.
+"""Benchmarks: (runner, spec) -> measured cells. All timing lives in :mod:`deploykit.bench.timing`; the regression
+rule of ``deploykit check`` (a result against a baseline) in :mod:`deploykit.bench.regression`.
 
 Names load on first use, so reading or comparing result files does not import torch.
 
@@ -24,6 +25,9 @@ _EXPORTS: dict[str, str] = {
     "BenchSpec": "deploykit.bench.spec",
     "CellEvent": "deploykit.bench.sweep",
     "CellResult": "deploykit.bench.results",
+    "CheckReport": "deploykit.bench.regression",
+    "compare_results": "deploykit.bench.regression",
+    "parse_tolerance": "deploykit.bench.regression",
     "TimingOptions": "deploykit.bench.timing",
     "TimingStats": "deploykit.bench.timing",
     "compare_outputs": "deploykit.bench.sweep",

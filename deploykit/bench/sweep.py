@@ -34,8 +34,8 @@ import torch
 from deploykit._env import device_name, environment
 from deploykit.backends.base import Runner
 from deploykit.backends.torch_backends import default_compile_mode, first_tensor
-from deploykit.bench.backends import FACTORIES, CellContext, Factory
 from deploykit.bench.cache import BenchCache
+from deploykit.bench.cells import FACTORIES, CellContext, Factory
 from deploykit.bench.results import BenchResult, CellResult, add_speedups
 from deploykit.bench.spec import BenchSpec
 from deploykit.bench.timing import CudaEventTimer, HostTimer, Timer, time_cell, time_first_call

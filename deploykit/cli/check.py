@@ -50,14 +50,9 @@ def check(
     ] = False,
 ) -> None:
     from deploykit._io import atomic_write_json, atomic_write_text
+    from deploykit.bench.regression import compare_results, parse_tolerance
     from deploykit.bench.results import load_results
-    from deploykit.report.check import (
-        check_markdown,
-        check_summary,
-        check_table,
-        compare_results,
-        parse_tolerance,
-    )
+    from deploykit.report.check import check_markdown, check_summary, check_table
 
     tol = parse_tolerance(tolerance)
     cur = load_results(current)

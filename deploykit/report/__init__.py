@@ -1,7 +1,8 @@
 """Reports: results -> rich tables, markdown, plots, JSON; the baseline comparison of ``deploykit check``.
 
 Modules: :mod:`deploykit.report.bench` (benchmark tables, markdown summary, latency plot),
-:mod:`deploykit.report.check` (the noise-aware regression rule), :mod:`deploykit.report.profile_tables`
+:mod:`deploykit.report.check` (``deploykit check``'s comparison; the rule itself is
+:mod:`deploykit.bench.regression`), :mod:`deploykit.report.profile_tables`
 (per-layer profiles), :mod:`deploykit.report.evaluate` (accuracy of deployed artifacts),
 :mod:`deploykit.report.training` (training runs). Names load on first use.
 """

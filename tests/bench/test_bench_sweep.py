@@ -14,7 +14,7 @@ import torch
 
 from deploykit.backends.torch_backends import EagerRunner
 from deploykit.bench import BenchResult, BenchSpec, TimingOptions, load_results, run_bench
-from deploykit.bench.backends import CellContext, Prepared
+from deploykit.bench.cells import CellContext, Prepared
 from deploykit.bench.results import add_speedups
 from deploykit.bench.spec import load_suite
 from deploykit.bench.sweep import compare_outputs, is_oom, output_tolerance
