@@ -56,20 +56,38 @@ def emit(text: str, output: Path | None) -> None:
     console.print(f"wrote {output}")
 
 
-def print_or_write(renderables: Sequence[Any], output: Path | None, width: int) -> None:
-    """Print rich renderables on stdout at ``width`` columns, or render them as plain text into ``output``
-    (atomically, via :func:`emit`)."""
-    if output is None:
-        out = Console(width=width)
-        for r in renderables:
-            out.print(r)
+def table_width() -> int | None:
+    """Columns a table printed on stdout must fit: the terminal's width, or None (the table's natural width)
+    when stdout is not a terminal. ``COLUMNS`` overrides the measured width; a stdout that rich treats as a
+    terminal (FORCE_COLOR, TTY_COMPATIBLE) but that has no size and no ``COLUMNS`` (a CI log) gets None."""
+    import os
+
+    if not console.is_terminal:
+        return None
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    try:
+        return os.get_terminal_size(sys.stdout.fileno()).columns or None
+    except (AttributeError, ValueError, OSError, io.UnsupportedOperation):
+        return None
+
+
+def show(renderables: Sequence[Any], output: Path | None = None) -> None:
+    """Print rich renderables (tables, groups, text) on stdout, or write them as plain text into ``output``
+    (atomically, via :func:`emit`), under the rule of :mod:`deploykit.report.layout`: a terminal's width with
+    optional columns left out (and named) when a table does not fit, every column at full width anywhere else."""
+    from deploykit.report.layout import fit_renderables, render_text
+
+    width = table_width() if output is None else None
+    if width is None:
+        emit(render_text(renderables, None), output)
         return
-    # Rendered into a recording console that writes nowhere else (``Console.capture()`` would keep the text
-    # out of the record, and the file would come out empty).
-    out = Console(record=True, file=io.StringIO(), width=width)
-    for r in renderables:
+    # A console of its own: the shared one may have fixed its width when it was created (COLUMNS at import).
+    out = Console(file=sys.stdout, width=width, force_terminal=True, color_system=console.color_system,  # type: ignore[arg-type]
+                  no_color=console.no_color)
+    for r in fit_renderables(renderables, width):
         out.print(r)
-    emit(out.export_text(), output)
 
 
 def split_list(text: str | None) -> list[str]:

@@ -6,9 +6,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
-from deploykit.cli._common import console, err_console, handle_errors, split_list
+from deploykit.cli._common import console, err_console, handle_errors, show, split_list
 
 HELP = """Benchmark models across backends, precisions and batch sizes; print a table and save a JSON file.
 
@@ -42,10 +41,6 @@ batch, all cells) and a latency plot PNG for a results JSON written by `deployki
 
 MERGE_HELP = """Merge results JSON files measured in parts on the same device (same GPU, driver and regime) into one;
 a cell present in several files is taken from the last."""
-
-
-#: Console width for the results table when stdout is not a terminal.
-WIDE_TABLE = 200
 
 
 def register(app: typer.Typer) -> None:
@@ -242,9 +237,7 @@ def bench(
     else:
         result = run_bench(spec, progress=report, checkpoint=path)
 
-    # Piped or redirected output gets the whole table rather than columns squeezed to 80 characters.
-    table_console = console if console.is_terminal else Console(width=WIDE_TABLE, soft_wrap=True)
-    table_console.print(bench_table(result))
+    show([bench_table(result)])
     for line in summary_lines(result):
         console.print(line, highlight=False, soft_wrap=True)
     if path is not None:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from deploykit.cli._common import console, err_console, handle_errors
+from deploykit.cli._common import console, err_console, handle_errors, show
 
 HELP = """Compare CURRENT (a `deploykit bench` JSON) with --baseline, cell by cell; exit 1 on any regression.
 
@@ -60,7 +60,7 @@ def check(
     report = compare_results(cur, base, tolerance=tol)
     for w in report.warnings:
         err_console.print(f"[yellow]note:[/] version change {w}", highlight=False, soft_wrap=True)
-    console.print(check_table(report, show_unchanged=not changes_only))
+    show([check_table(report, show_unchanged=not changes_only)])
     if markdown is not None:
         atomic_write_text(markdown, check_markdown(report))
     if json_out is not None:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from deploykit.cli._common import console, emit, err_console, handle_errors, print_or_write
+from deploykit.cli._common import emit, err_console, handle_errors, show
 
 FORMATS = ("table", "json", "markdown")
 
@@ -74,7 +74,6 @@ def compare(
     elif format == "markdown":
         text = rc.compare_markdown(comparison)
     else:
-        print_or_write([rc.compare_renderable(comparison)], output,
-                       max(100, console.width) if output is None else 140)
+        show([rc.compare_renderable(comparison)], output)
         return
     emit(text, output)

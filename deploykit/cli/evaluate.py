@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from deploykit.cli._common import console, emit, handle_errors, print_or_write, split_list
+from deploykit.cli._common import emit, handle_errors, show, split_list
 
 FORMATS = ("table", "json", "markdown")
 
@@ -81,7 +81,7 @@ def evaluate(
     elif format == "markdown":
         emit(re.evaluation_markdown(ev), output)
     else:
-        print_or_write([re.evaluation_renderable(ev)], output, max(120, console.width) if output is None else 160)
+        show([re.evaluation_renderable(ev)], output)
     failed = [r.label for r in ev.rows if r.status == "failed"]
     low = [
         r.label for r in ev.rows

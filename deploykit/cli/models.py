@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from deploykit.cli._common import console, handle_errors
+from deploykit.cli._common import handle_errors, show
 
 
 def register(app: typer.Typer) -> None:
@@ -23,6 +23,7 @@ def list_command(
 
     from deploykit.models import get_model_spec, list_models
     from deploykit.profile import profile_model
+    from deploykit.report.layout import optional_columns
     from deploykit.report.profile_tables import fmt_count
 
     names = list_models(pattern)
@@ -35,4 +36,4 @@ def list_command(
         prof = profile_model(name)
         table.add_row(name, spec.family, spec.source, "x".join(map(str, spec.input_shape)), str(spec.num_classes),
                       fmt_count(prof.total_params), f"{prof.total_macs / 1e9:.3f}")
-    console.print(table)
+    show([optional_columns(table, ("source", "classes", "family"))])

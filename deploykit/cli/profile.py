@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from deploykit.cli._common import console, emit, err_console, handle_errors, print_or_write, split_list
+from deploykit.cli._common import emit, err_console, handle_errors, show, split_list
 
 FORMATS = ("table", "json", "csv", "markdown")
 
@@ -206,9 +206,7 @@ def profile(
 
             text += "\n" + memory_markdown(mem)
     else:
-        # A terminal keeps its width (narrow ones drop three columns); pipes and files get the full table.
-        width = console.width if console.is_terminal and output is None else pt.FULL_WIDTH
-        renderables: list[Any] = [pt.profile_table(prof, roof, rows, width=width),
+        renderables: list[Any] = [pt.profile_table(prof, roof, rows),
                                   pt.findings_renderable(prof, roof, found)]
         if convention != "deploykit":
             renderables.append(pt.convention_text(prof, convention))
@@ -220,6 +218,6 @@ def profile(
             from deploykit.report.memory_tables import memory_renderable
 
             renderables.append(memory_renderable(mem, top))
-        print_or_write(renderables, output, width)
+        show(renderables, output)
         return
     emit(text, output)

@@ -18,6 +18,7 @@ from rich.text import Text
 from deploykit._io import atomic_path, atomic_write_text
 from deploykit.bench.results import BenchResult, CellResult
 from deploykit.bench.spec import BACKENDS
+from deploykit.report.layout import optional_columns
 
 
 def fmt_ms(v: float | None) -> str:
@@ -144,7 +145,7 @@ def bench_table(result: BenchResult, *, title: str | None = None) -> Table:
             fmt_err(c.max_rel_err),
             Text("; ".join(notes), style=style),
         )
-    return table
+    return optional_columns(table, ("peak MB", "setup s", "p90", "samples/s", "rel err"))
 
 
 def summary_lines(result: BenchResult) -> list[str]:

@@ -22,6 +22,7 @@ from deploykit.bench.regression import (  # noqa: F401  (re-exported)
     parse_tolerance,
 )
 from deploykit.report.bench import fmt_ms, fmt_pct
+from deploykit.report.layout import optional_columns
 
 # ------------------------------------------------------------------------------------------------ rendering
 _STYLE = {
@@ -84,7 +85,7 @@ def check_table(report: CheckReport, *, show_unchanged: bool = True) -> Table:
             noise,
             c.note,
         )
-    return table
+    return optional_columns(table, ("noise b/c", "current ms", "baseline ms"))
 
 
 def check_summary(report: CheckReport) -> str:

@@ -16,6 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from deploykit.evaluate import ArtifactResult, Evaluation, LogitMetrics
+from deploykit.report.layout import optional_columns
 
 __all__ = ["evaluation_lines", "evaluation_markdown", "evaluation_renderable", "evaluation_title", "fmt_share"]
 
@@ -93,6 +94,7 @@ def evaluation_renderable(ev: Evaluation) -> Group:
     for r in ev.rows:
         if r.status == "ok":
             table.add_row(*(cell(r, _is_ref(ev, r)) for _, cell, _ in _COLUMNS))
+    optional_columns(table, ("max 1-cos", "mean |Δlogit|", "top-5", "runtime"))
     return Group(table, *(Text(line) for line in evaluation_lines(ev)))
 
 

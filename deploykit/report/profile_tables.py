@@ -18,6 +18,7 @@ from rich.text import Text
 from deploykit.profile.findings import Findings, Ranked
 from deploykit.profile.roofline import RooflineProfile
 from deploykit.profile.types import LayerProfile, ModelProfile
+from deploykit.report.layout import optional_columns
 
 COLUMNS = (
     "layer", "op", "input_shape", "output_shape", "params", "macs", "flops", "param_bytes", "act_bytes",
@@ -77,10 +78,9 @@ def _cells(layer: LayerProfile, roof: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-#: Columns left out of the rich table when it must fit a narrow terminal (CSV, Markdown and JSON keep all).
-NARROW_DROPS = frozenset({"Input", "Weights", "Share"})
-#: Width the full rich table needs.
-FULL_WIDTH = 170
+#: Columns a narrow terminal may leave out, least important first (see deploykit.report.layout; pipes, files,
+#: CSV, Markdown and JSON keep all).
+OPTIONAL_COLUMNS = ("Share", "Weights", "Input", "FLOP/B", "Act", "Traffic", "Output")
 
 
 def profile_table(
@@ -88,13 +88,11 @@ def profile_table(
     roof: RooflineProfile,
     layers: Sequence[LayerProfile] | None = None,
     title: str | None = None,
-    width: int = FULL_WIDTH,
 ) -> Table:
     """The per-layer table with a totals footer. ``layers`` (e.g. aggregated by depth) default to all rows.
 
-    Below ``FULL_WIDTH`` characters the columns in ``NARROW_DROPS`` are left out.
+    A narrow terminal may leave out the ``OPTIONAL_COLUMNS`` (the CLI decides, see deploykit.report.layout).
     """
-    drop = NARROW_DROPS if width < FULL_WIDTH else frozenset()
     rows = profile.layers if layers is None else layers
     by_name = roof.by_name()
     table = Table(
@@ -122,8 +120,7 @@ def profile_table(
         ("MACs", "right"), ("FLOPs", "right"), ("Weights", "right"), ("Act", "right"), ("Traffic", "right"),
         ("FLOP/B", "right"), ("Bound", "left"), ("Roof µs", "right"), ("Share", "right"),
     ):
-        if name not in drop:
-            table.add_column(name, footer=footer.get(name, ""), justify=justify)  # type: ignore[arg-type]
+        table.add_column(name, footer=footer.get(name, ""), justify=justify)  # type: ignore[arg-type]
     for layer in rows:
         c = _cells(layer, by_name)
         bound = c["bound"]
@@ -146,8 +143,8 @@ def profile_table(
             "Roof µs": f"{c['roofline_us']:.2f}" if c["roofline_us"] is not None else "",
             "Share": f"{c['time_share'] * 100:.1f}%" if c["time_share"] is not None else "",
         }
-        table.add_row(*(v for k, v in cells.items() if k not in drop))
-    return table
+        table.add_row(*cells.values())
+    return optional_columns(table, OPTIONAL_COLUMNS)
 
 
 def _ranked_line(label: str, items: Sequence[Ranked], fmt: Any) -> Text:
@@ -261,7 +258,7 @@ def measured_table(profile: ModelProfile, roof: RooflineProfile, times: Any, row
             f"{a.achieved_tflops:.2f}", f"{a.flops_fraction * 100:.0f}%" if a.flops_fraction is not None else "",
             f"{a.achieved_gbs:.0f}", f"{a.bandwidth_fraction * 100:.0f}%" if a.bandwidth_fraction is not None else "",
         )
-    return table
+    return optional_columns(table, ("TFLOP/s", "GB/s", "x roof"))
 
 
 def engine_table(times: Any) -> Table:
@@ -276,4 +273,4 @@ def engine_table(times: Any) -> Table:
         table.add_row(layer.name, layer.layer_type or "", layer.precision or "", f"{layer.median_ms * 1e3:.2f}",
                       f"{layer.median_ms / total * 100:.1f}%", ", ".join(layer.onnx_nodes[:4])
                       + (" …" if len(layer.onnx_nodes) > 4 else ""))
-    return table
+    return optional_columns(table, ("Precision",))
