@@ -236,8 +236,8 @@ def _eager_logits(module: nn.Module, data: LabelledData, device: torch.device, b
     """The reference: eager fp32 logits (TF32 off on CUDA); the caller's module is not moved or modified."""
     import copy
 
+    from deploykit.backends.math_mode import true_fp32
     from deploykit.backends.torch_backends import first_tensor
-    from deploykit.export.validate import true_fp32
 
     was_training = module.training
     module = module.eval() if device.type == "cpu" else copy.deepcopy(module).eval().to(device)

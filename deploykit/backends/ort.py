@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from deploykit.backends.base import Runner
+from deploykit.backends.math_mode import FP32_MATH, ort_cuda_options
 from deploykit.errors import ArtifactError, BackendUnavailable, InvalidInput, ValidationError
 
 #: How onnxruntime-gpu is installed: it ships the same ``onnxruntime`` module and must replace the CPU package.
@@ -211,9 +212,12 @@ def fp16_coverage(path: str | os.PathLike[str], device: torch.device) -> dict[st
 
 
 
-_NP_DTYPES: dict[torch.dtype, type] = {
+#: Element types for io-binding: numpy types, and for bfloat16 (numpy has none) the ONNX enum value, which
+#: ``IOBinding.bind_input`` / ``bind_output`` accept in its place (``onnx.TensorProto.BFLOAT16 == 16``).
+_ELEMENT_TYPES: dict[torch.dtype, type | int] = {
     torch.float32: np.float32,
     torch.float16: np.float16,
+    torch.bfloat16: 16,
     torch.float64: np.float64,
     torch.int64: np.int64,
     torch.int32: np.int32,
@@ -221,6 +225,14 @@ _NP_DTYPES: dict[torch.dtype, type] = {
     torch.uint8: np.uint8,
     torch.bool: np.bool_,
 }
+
+
+def element_type(dtype: torch.dtype) -> type | int:
+    """The io-binding element type of a torch dtype; :class:`InvalidInput` for one ONNX Runtime cannot bind."""
+    try:
+        return _ELEMENT_TYPES[dtype]
+    except KeyError:
+        raise InvalidInput(f"ort: cannot bind a {str(dtype).replace('torch.', '')} tensor") from None
 
 
 class OrtRunner(Runner):
@@ -295,11 +307,7 @@ class OrtRunner(Runner):
             if self.device.index is None:
                 self.device = torch.device("cuda", torch.cuda.current_device())
             self.stream = torch.cuda.Stream(self.device)
-            options = {
-                "user_compute_stream": str(self.stream.cuda_stream),
-                "has_user_compute_stream": "1",
-                "enable_cuda_graph": "1" if self.cuda_graph else "0",
-            }
+            options = self.cuda_provider_options(int(self.stream.cuda_stream))
             self._sess = make_session(self.path, self.device, cuda_options=options, threads=self.threads)
             self._run_options = ort.RunOptions()
             # Keep the run asynchronous like a torch kernel; ordering is done with the streams.
@@ -323,6 +331,7 @@ class OrtRunner(Runner):
                 "onnxruntime": ort.__version__,
                 "input_dtype": str(self.input_dtype).replace("torch.", ""),
                 "user_compute_stream": self.device.type == "cuda",
+                "fp32_math": FP32_MATH,
             }
         )
 
@@ -333,6 +342,18 @@ class OrtRunner(Runner):
         self._graph_in, self._graph_out = None, []
         self._shape_cache.clear()
         self.stream = None
+
+    def cuda_provider_options(self, stream_handle: int) -> dict[str, str]:
+        """The CUDA provider options of this runner's session: its torch stream, CUDA graphs as asked, and
+        true fp32 (``use_tf32=0``: the CUDA provider defaults to TF32; see :mod:`deploykit.backends.math_mode`)."""
+        if not stream_handle:
+            raise InvalidInput("ort: ONNX Runtime ignores stream handle 0 (the legacy default stream)")
+        return {
+            "user_compute_stream": str(stream_handle),
+            "has_user_compute_stream": "1",
+            "enable_cuda_graph": "1" if self.cuda_graph else "0",
+            **ort_cuda_options(),
+        }
 
     def __enter__(self) -> OrtRunner:  # narrower than Runner's, so `with OrtRunner(...) as r` keeps its type
         self.activate()
@@ -353,6 +374,8 @@ class OrtRunner(Runner):
             raise InvalidInput("ort: call activate() (or use the runner as a context manager) before infer()")
         self._check_input(x)
         if self._binding is None:
+            if x.dtype == torch.bfloat16:  # numpy has no bfloat16: only io-binding can pass one
+                raise InvalidInput(f"ort: {self.path.name} takes a bfloat16 input; use io_binding=True")
             outs = self._sess.run(None, {self._in_name: x.numpy()})
             return [torch.from_numpy(o) for o in outs]
         if self.cuda_graph:
@@ -393,9 +416,9 @@ class OrtRunner(Runner):
     def _bind(self, x: torch.Tensor, outs: list[torch.Tensor]) -> None:
         kind, index = self._device_args()
         b = self._binding
-        b.bind_input(self._in_name, kind, index, _NP_DTYPES[x.dtype], list(x.shape), x.data_ptr())
+        b.bind_input(self._in_name, kind, index, element_type(x.dtype), list(x.shape), x.data_ptr())
         for (name, _, _), o in zip(self._out, outs, strict=True):
-            b.bind_output(name, kind, index, _NP_DTYPES[o.dtype], list(o.shape), o.data_ptr())
+            b.bind_output(name, kind, index, element_type(o.dtype), list(o.shape), o.data_ptr())
 
     def _run(self, x: torch.Tensor, outs: list[torch.Tensor]) -> None:
         if self.stream is None:
@@ -431,7 +454,7 @@ class OrtRunner(Runner):
         # Output sizes the graph does not state: one run with ONNX Runtime allocating the outputs on the device.
         kind, index = self._device_args()
         b = self._sess.io_binding()
-        b.bind_input(self._in_name, kind, index, _NP_DTYPES[x.dtype], list(x.shape), x.data_ptr())
+        b.bind_input(self._in_name, kind, index, element_type(x.dtype), list(x.shape), x.data_ptr())
         for name, _, _ in self._out:
             b.bind_output(name, kind, index)
         if self.stream is not None:

@@ -38,9 +38,16 @@ class CellResult:
     ``max_abs_err`` and ``max_rel_err`` compare this backend's output with eager fp32 on the same input;
     ``max_rel_err`` is ``max|out - ref| / max|ref|`` (relative to the output's scale, so near-zero logits do
     not blow it up) and ``correct`` is ``max_rel_err <= tolerance``. ``speedup_vs_eager`` divides the eager
-    median of the same model, precision and batch by this cell's median. ``peak_mem_bytes`` is the torch
-    allocator's peak for torch backends and the growth of device memory in use for the others
-    (``peak_mem_method`` says which).
+    median of the same model, precision and batch by this cell's median.
+
+    Memory (CUDA only) is the steady state of inference: ``peak_mem_bytes`` is the device memory the runner
+    holds and uses while serving -- weights, buffers, activations and the workspaces of the kernels it settled
+    on -- measured from a baseline read after the backend factory (export / engine build) with the peak
+    statistics reset after the warm-up. For torch backends it is the caching allocator's peak over the timed
+    calls; for ONNX Runtime / TensorRT (own allocators) the growth of device memory in use. The one-time cost
+    before that -- cuDNN benchmark or max-autotune workspaces, the first call -- is ``setup_peak_mem_bytes``
+    (from a baseline read before the factory; for non-torch backends sampled after activation, the first call
+    and the warm-up, so it can miss a short-lived spike). ``peak_mem_method`` says which reading was used.
     """
 
     model: str
@@ -58,6 +65,7 @@ class CellResult:
     speedup_vs_eager: float | None = None
     peak_mem_bytes: int | None = None
     peak_mem_method: str | None = None
+    setup_peak_mem_bytes: int | None = None
     max_abs_err: float | None = None
     max_rel_err: float | None = None
     tolerance: float | None = None
@@ -117,6 +125,7 @@ class CellResult:
             "cache_hit": self.cache_hit,
             "peak_mem_bytes": self.peak_mem_bytes,
             "peak_mem_method": self.peak_mem_method,
+            "setup_peak_mem_bytes": self.setup_peak_mem_bytes,
             "cuda_graphs": self.cuda_graphs,
             "transfers_included": self.transfers_included,
             "timer": self.timer,
@@ -148,6 +157,7 @@ class CellResult:
             speedup_vs_eager=d.get("speedup_vs_eager"),
             peak_mem_bytes=d.get("peak_mem_bytes"),
             peak_mem_method=d.get("peak_mem_method"),
+            setup_peak_mem_bytes=d.get("setup_peak_mem_bytes"),
             max_abs_err=d.get("max_abs_err"),
             max_rel_err=d.get("max_rel_err"),
             tolerance=d.get("tolerance"),

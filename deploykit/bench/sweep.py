@@ -1,7 +1,8 @@
 """Run a :class:`~deploykit.bench.spec.BenchSpec`: every model × batch × precision × backend, one cell at a time.
 
 Per model the weights are built once on the CPU from ``spec.seed``; per batch one input is drawn (seeded) and
-the reference output computed by eager fp32 on the bench device with TF32 off. Per cell:
+the reference output computed by eager fp32 on the bench device in true fp32 (TF32 off: the whole sweep runs
+in :func:`deploykit.backends.math_mode.true_fp32`, recorded as the regime's ``fp32_math``). Per cell:
 
 1. the backend factory makes a runner (export / engine build from the cache when possible) and it is
    activated -- ``prepare_s``;
@@ -10,9 +11,12 @@ the reference output computed by eager fp32 on the bench device with TF32 off. P
 3. the first call is timed on its own (``first_call_ms``: lazy init, algorithm search, ``torch.compile``);
 4. the output of the next call is compared with the reference (``max_abs_err``, ``max_rel_err``, ``correct``);
 5. warm-up until stable, then ``repeats`` × ``iterations`` timed calls (:mod:`deploykit.bench.timing`);
-6. peak GPU memory is read (the torch allocator's peak for runners that allocate only through torch, else
-   the growth of device memory in use, which sees ONNX Runtime's and TensorRT's own allocations), the runner
-   released, the allocator emptied.
+6. device memory (:class:`MemoryProbe`): the steady-state peak of the timed calls (``peak_mem_bytes``, peak
+   statistics reset after the warm-up, baseline read after the factory) and the one-time setup peak up to the
+   end of the warm-up (``setup_peak_mem_bytes``: algorithm search and autotuning workspaces); the torch
+   allocator's peaks for runners that allocate only through torch, else the growth of device memory in use,
+   which sees ONNX Runtime's and TensorRT's own allocations. Then the runner is released and the allocator
+   emptied.
 
 A missing backend is a *skipped* cell, an out-of-memory an *oom* cell, any other failure an *error* cell; the
 sweep goes on. ``speedup_vs_eager`` is filled in at the end.
@@ -24,7 +28,7 @@ import contextlib
 import gc
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -33,6 +37,7 @@ import torch
 
 from deploykit._env import device_name, environment
 from deploykit.backends.base import Runner
+from deploykit.backends.math_mode import fp32_math_record, true_fp32
 from deploykit.backends.torch_backends import default_compile_mode, first_tensor
 from deploykit.bench.cache import BenchCache
 from deploykit.bench.cells import FACTORIES, CellContext, Factory
@@ -42,9 +47,11 @@ from deploykit.bench.timing import CudaEventTimer, HostTimer, Timer, time_cell, 
 from deploykit.errors import BackendUnavailable, DeploykitError, InvalidInput
 from deploykit.models import create_model
 
-#: Output tolerance: ``max|out - ref| / max|ref|`` against eager fp32 (TF32 off). fp32 on CUDA allows for
-#: TF32 convolutions (cuDNN's default) and TF32 in ONNX Runtime / TensorRT.
-_TOLERANCE = {("cpu", "fp32"): 1e-4, ("cuda", "fp32"): 1e-2, ("*", "fp16"): 3e-2, ("*", "bf16"): 1e-1}
+#: Output tolerance: ``max|out - ref| / max|ref|`` against eager fp32. fp32 is true fp32 on every backend (the
+#: sweep turns TF32 off in torch, ONNX Runtime sessions ask for ``use_tf32=0``, TensorRT engines clear the TF32
+#: flag: :mod:`deploykit.backends.math_mode`), so fp32 cells are held to the export's fp32 tolerance on CUDA too;
+#: TF32 alone would be 5e-4 to 1e-3 of the output scale.
+_TOLERANCE = {("cpu", "fp32"): 1e-4, ("cuda", "fp32"): 1e-4, ("*", "fp16"): 3e-2, ("*", "bf16"): 1e-1}
 
 
 def output_tolerance(precision: str, device_type: str) -> float:
@@ -102,7 +109,8 @@ def _one_line(exc: BaseException) -> str:
 @contextlib.contextmanager
 def _sweep_settings(device: torch.device, threads: int | None) -> Iterator[dict[str, Any]]:
     """The measurement regime, set for the sweep and restored afterwards: torch's CPU threads (when given) and,
-    on CUDA, cuDNN autotuning on (every backend's warm-up pays its algorithm search)."""
+    on CUDA, cuDNN autotuning on (every backend's warm-up pays its algorithm search) and true fp32 (TF32 off for
+    the reference and every torch cell; recorded as ``fp32_math``)."""
     regime: dict[str, Any] = {
         "device_type": device.type,
         "transfers_included": False,
@@ -110,24 +118,21 @@ def _sweep_settings(device: torch.device, threads: int | None) -> Iterator[dict[
     }
     old_threads = torch.get_num_threads()
     old_benchmark = torch.backends.cudnn.benchmark
-    try:
-        if threads is not None:
-            torch.set_num_threads(threads)
-        regime["cpu_threads"] = torch.get_num_threads()
-        regime["ort_threads"] = threads if threads is not None and device.type == "cpu" else "default"
-        if device.type == "cuda":
-            torch.backends.cudnn.benchmark = True
-            regime.update(
-                {
-                    "cudnn_benchmark": True,
-                    "cudnn_allow_tf32": bool(torch.backends.cudnn.allow_tf32),
-                    "matmul_allow_tf32": bool(torch.backends.cuda.matmul.allow_tf32),
-                }
-            )
-        yield regime
-    finally:
-        torch.set_num_threads(old_threads)
-        torch.backends.cudnn.benchmark = old_benchmark
+    with contextlib.ExitStack() as stack:
+        try:
+            if threads is not None:
+                torch.set_num_threads(threads)
+            regime["cpu_threads"] = torch.get_num_threads()
+            regime["ort_threads"] = threads if threads is not None and device.type == "cpu" else "default"
+            if device.type == "cuda":
+                torch.backends.cudnn.benchmark = True
+                stack.enter_context(true_fp32())
+                regime["cudnn_benchmark"] = True
+            regime["fp32_math"] = fp32_math_record(device)
+            yield regime
+        finally:
+            torch.set_num_threads(old_threads)
+            torch.backends.cudnn.benchmark = old_benchmark
 
 
 def _make_input(shape: tuple[int, ...], seed: int) -> torch.Tensor:
@@ -136,7 +141,7 @@ def _make_input(shape: tuple[int, ...], seed: int) -> torch.Tensor:
 
 
 def _reference(module: torch.nn.Module, x: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """Eager fp32 output with TF32 off, on ``device`` (on the CPU if the device runs out of memory)."""
+    """Eager fp32 output in true fp32 (TF32 off), on ``device`` (on the CPU if the device runs out of memory)."""
 
     def run(dev: torch.device) -> torch.Tensor:
         m = module.to(dev)
@@ -148,18 +153,16 @@ def _reference(module: torch.nn.Module, x: torch.Tensor, device: torch.device) -
 
     if device.type != "cuda":
         return run(device)
-    old = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
-    try:
-        return run(device)
-    except Exception as exc:
-        if not is_oom(exc):
-            raise
-        _free(device)
-        return run(torch.device("cpu"))
-    finally:
-        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = old
-        _free(device)
+    with true_fp32():
+        try:
+            return run(device)
+        except Exception as exc:
+            if not is_oom(exc):
+                raise
+            _free(device)
+            return run(torch.device("cpu"))
+        finally:
+            _free(device)
 
 
 def compare_outputs(out: torch.Tensor, ref: torch.Tensor, tolerance: float) -> dict[str, Any]:
@@ -202,6 +205,71 @@ def _device_used(device: torch.device) -> int:
     return int(total - free)
 
 
+@dataclass
+class MemoryProbe:
+    """Device-memory bookkeeping of one CUDA cell: steady-state peak and one-time setup peak.
+
+    :func:`run_cell` calls, in this order: :meth:`before_factory` (baseline of the setup peak, peak statistics
+    reset), :meth:`after_factory` (baseline of the steady state: what the export / engine build left is not the
+    runner's), :meth:`sample` after activation and after the first call, :meth:`after_warmup` (the setup peak is
+    read -- cuDNN benchmark / max-autotune workspaces, first-call allocations -- and the peak statistics reset),
+    and :meth:`result` after the timed calls. With ``torch_allocator`` (the runner allocates only through torch's
+    caching allocator) peaks are the allocator's; otherwise the growth of device memory in use, which sees ONNX
+    Runtime's and TensorRT's own allocations but only at the moments it is sampled. The readers are passed in
+    (``torch.cuda`` functions for ``device`` by :meth:`for_device`), so the protocol is testable without a GPU.
+    """
+
+    torch_allocator: bool
+    allocated: Callable[[], int]
+    max_allocated: Callable[[], int]
+    reset_peak: Callable[[], object]
+    used: Callable[[], int]
+    _alloc0: int = 0
+    _used0: int = 0
+    _alloc_base: int = 0
+    _used_base: int = 0
+    _samples: list[int] = field(default_factory=list)
+    setup_peak: int | None = None
+
+    @classmethod
+    def for_device(cls, device: torch.device, torch_allocator: bool) -> MemoryProbe:
+        return cls(
+            torch_allocator=torch_allocator,
+            allocated=lambda: int(torch.cuda.memory_allocated(device)),
+            max_allocated=lambda: int(torch.cuda.max_memory_allocated(device)),
+            reset_peak=lambda: torch.cuda.reset_peak_memory_stats(device),
+            used=lambda: _device_used(device),
+        )
+
+    def before_factory(self) -> None:
+        self.reset_peak()
+        self._alloc0, self._used0 = self.allocated(), self.used()
+        self._samples = []
+
+    def after_factory(self) -> None:
+        self._alloc_base, self._used_base = self.allocated(), self.used()
+
+    def sample(self) -> None:
+        if not self.torch_allocator:
+            self._samples.append(self.used())
+
+    def after_warmup(self) -> None:
+        if self.torch_allocator:
+            self.setup_peak = max(0, self.max_allocated() - self._alloc0)
+        else:
+            self.sample()
+            self.setup_peak = max(0, max(self._samples) - self._used0)
+        self.reset_peak()
+
+    def result(self) -> tuple[int, int | None, str]:
+        """``(steady-state peak bytes, setup peak bytes, method)``."""
+        if self.torch_allocator:
+            steady = max(0, self.max_allocated() - self._alloc_base)
+            return steady, self.setup_peak, "torch-allocator-peak (steady state: after warm-up, from after the factory)"
+        steady = max(0, self.used() - self._used_base)
+        return steady, self.setup_peak, "device-used-growth (steady state: after the timed calls, from after the factory)"
+
+
 def timer_for(runner: Runner) -> tuple[Timer, Callable[[], object] | None]:
     """The timer for ``runner`` and the device synchronization for one-off wall-clock timings.
 
@@ -238,14 +306,19 @@ def run_cell(
     device = ctx.device
     cuda = device.type == "cuda"
     _free(device)
-    if cuda:
-        torch.cuda.reset_peak_memory_stats(device)
-        used0 = _device_used(device)
+    probe: MemoryProbe | None = None
     runner: Runner | None = None
     try:
         t0 = time.perf_counter()
+        if cuda:
+            probe = MemoryProbe.for_device(device, torch_allocator=True)  # kind fixed once the runner exists
+            probe.before_factory()
         prepared = factory(ctx)
         runner = prepared.runner
+        if probe is not None:
+            torch.cuda.synchronize(device)
+            probe.torch_allocator = bool(getattr(runner, "allocates_through_torch", False))
+            probe.after_factory()
         runner.activate()
         if cuda:
             torch.cuda.synchronize(device)
@@ -263,21 +336,29 @@ def run_cell(
         def call() -> object:
             return r.infer(x)
 
+        if probe is not None:
+            probe.sample()
         first_ms = time_first_call(call, sync=sync)
+        if probe is not None:
+            probe.sample()
         out = first_tensor(runner.infer(x)).detach().float().cpu().clone()
         tol = output_tolerance(ctx.precision, device.type)
         acc = compare_outputs(out, ref, tol)
         del out
-        stats, warm = time_cell(call, timer, spec.timing)
+
+        def after_warmup() -> None:
+            if probe is not None:
+                torch.cuda.synchronize(device)
+                probe.after_warmup()
+
+        stats, warm = time_cell(call, timer, spec.timing, after_warmup=after_warmup)
 
         peak: int | None = None
+        setup_peak: int | None = None
         method: str | None = None
-        if cuda:
+        if probe is not None:
             torch.cuda.synchronize(device)
-            if getattr(runner, "allocates_through_torch", False):
-                peak, method = int(torch.cuda.max_memory_allocated(device)), "torch-allocator-peak"
-            else:
-                peak, method = max(0, _device_used(device) - used0), "device-used-growth"
+            peak, setup_peak, method = probe.result()
         info = {**prepared.info, **runner.info}
         if "mismatch" in acc:
             info["mismatch"] = acc["mismatch"]
@@ -292,6 +373,7 @@ def run_cell(
             cache_hit=_cache_hit(prepared.cache_hit, info),
             peak_mem_bytes=peak,
             peak_mem_method=method,
+            setup_peak_mem_bytes=setup_peak,
             max_abs_err=acc["max_abs_err"],
             max_rel_err=acc["max_rel_err"],
             tolerance=tol,
@@ -370,7 +452,7 @@ def run_bench(
             cells=tuple(add_speedups(done)),
             device=device_name(env),
             environment=env,
-            regime={**regime, "compile_mode": compile_mode, "reference": "eager fp32, TF32 off, same input"},
+            regime={**regime, "compile_mode": compile_mode, "reference": "eager fp32 (true fp32: TF32 off), same input"},
             spec=spec.to_dict(),
             created_utc=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         )

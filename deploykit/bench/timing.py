@@ -336,9 +336,19 @@ def measure(fn: Callable[[], object], timer: Timer, *, iterations: int, repeats:
 
 
 def time_cell(
-    fn: Callable[[], object], timer: Timer, opts: TimingOptions
+    fn: Callable[[], object],
+    timer: Timer,
+    opts: TimingOptions,
+    *,
+    after_warmup: Callable[[], object] | None = None,
 ) -> tuple[TimingStats, WarmupReport]:
-    """Warm ``fn`` up until stable, then measure it: the whole timing protocol of one benchmark cell."""
+    """Warm ``fn`` up until stable, then measure it: the whole timing protocol of one benchmark cell.
+
+    ``after_warmup`` is called between the warm-up and the timed calls (the sweep resets the peak-memory
+    statistics there, so that the peak it reports is the steady state's, not the algorithm search's).
+    """
     report = warm_up(fn, timer, opts)
+    if after_warmup is not None:
+        after_warmup()
     n = samples_per_repeat(report.last_window_ms, opts)
     return measure(fn, timer, iterations=n, repeats=opts.repeats), report

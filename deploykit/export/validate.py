@@ -23,12 +23,13 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from deploykit.backends.math_mode import fp32_math_record, ort_cuda_options, true_fp32
 from deploykit.backends.ort import (  # noqa: F401  (re-exported: this module's names before they moved)
     CPU_PROVIDER,
     CUDA_PROVIDER,
@@ -147,20 +148,6 @@ def input_sensitivity(refs: Sequence[torch.Tensor]) -> float | None:
 
 
 # ------------------------------------------------------------------------------------------------ validation
-@contextlib.contextmanager
-def true_fp32() -> Iterator[None]:
-    """Turn TF32 off for cuDNN convolutions and matmuls (both default to allowing it) and restore afterwards."""
-    cudnn_tf32 = torch.backends.cudnn.allow_tf32
-    matmul_tf32 = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cudnn.allow_tf32 = False
-    torch.backends.cuda.matmul.allow_tf32 = False
-    try:
-        yield
-    finally:
-        torch.backends.cudnn.allow_tf32 = cudnn_tf32
-        torch.backends.cuda.matmul.allow_tf32 = matmul_tf32
-
-
 def as_outputs(out: Any) -> list[torch.Tensor]:
     """A model's output as a flat list of tensors (a tensor, or a tuple/list/dict of them)."""
     if isinstance(out, torch.Tensor):
@@ -208,8 +195,8 @@ def validate_onnx(
     does not raise on a numerical failure, only when the file cannot be run at all.
     """
     tol = tolerance_for(precision, tolerances)
-    cuda_options = {"use_tf32": 0} if precision == "fp32" else {}
-    sess = make_session(path, device, cuda_options=cuda_options if device.type == "cuda" else None)
+    # True fp32 on both sides (deploykit.backends.math_mode): ONNX Runtime's CUDA provider defaults to TF32.
+    sess = make_session(path, device, cuda_options=ort_cuda_options(precision) if device.type == "cuda" else None)
     inputs = sess.get_inputs()
     if len(inputs) != 1:
         raise ValidationError(f"{path} has {len(inputs)} inputs; deploykit validates single-input models")
@@ -217,6 +204,7 @@ def validate_onnx(
     in_dtype = ort_dtype_to_torch(inputs[0].type)
     out_names = [o.name for o in sess.get_outputs()]
     gen = torch.Generator(device="cpu").manual_seed(seed)
+    math_record = fp32_math_record(device)
     runs: list[dict[str, Any]] = []
     refs: dict[str, list[torch.Tensor]] = {n: [] for n in out_names}
     for b in batch_sizes:
@@ -227,6 +215,8 @@ def validate_onnx(
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ValidationError(f"ONNX Runtime failed to run {path} on a batch of {b}: {first}") from None
         with torch.inference_mode(), true_fp32() if device.type == "cuda" else contextlib.nullcontext():
+            if device.type == "cuda":
+                math_record = fp32_math_record(device)
             ref = as_outputs(reference(x.to(device=device, dtype=torch.float32 if x.is_floating_point() else x.dtype)))
         if len(ref) != len(got):
             raise ValidationError(f"the ONNX graph has {len(got)} outputs, eager PyTorch returned {len(ref)}")
@@ -254,6 +244,7 @@ def validate_onnx(
         "device": str(device),
         "provider": provider,
         "reference": reference_desc,
+        "fp32_math": math_record,
         "criterion": CRITERION,
         "tolerance": tol.to_dict(),
         "seed": seed,

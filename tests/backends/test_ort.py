@@ -155,3 +155,49 @@ def test_fp16_validated_with_the_cuda_provider(tmp_path) -> None:
     with OrtRunner(art.path, device="cuda") as runner:
         y = runner.infer(runner.prepare_input(torch.randn(spec.batch_shape(4))))
         assert y.dtype == torch.float16 and y.device.type == "cuda"
+
+
+def _bf16_graph(path) -> None:
+    """A real bfloat16-input ONNX graph: y = float(x) * 2 (bf16 in, fp32 out), checked by onnx.checker."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [
+            helper.make_node("Cast", ["x"], ["xf"], to=TensorProto.FLOAT),
+            helper.make_node("Mul", ["xf", "two"], ["y"]),
+        ],
+        "bf16",
+        [helper.make_tensor_value_info("x", TensorProto.BFLOAT16, ["n", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 4])],
+        [helper.make_tensor("two", TensorProto.FLOAT, [], [2.0])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save(model, str(path))
+
+
+def test_bf16_input_is_bound_by_onnx_type(tmp_path) -> None:
+    # torch.bfloat16 had no io-binding element type (a KeyError); it is bound with the ONNX enum value.
+    path = tmp_path / "bf16.onnx"
+    _bf16_graph(path)
+    x = torch.tensor([[1.5, -2.0, 3.25, 0.0078125]] * 3, dtype=torch.bfloat16)
+    with OrtRunner(path, threads=1) as runner:
+        assert runner.input_dtype == torch.bfloat16
+        y = runner.infer(runner.prepare_input(x))
+    assert y.dtype == torch.float32
+    assert torch.equal(y, x.float() * 2)
+    with OrtRunner(path, io_binding=False, threads=1) as runner, pytest.raises(InvalidInput, match="io_binding=True"):
+        runner.infer(x)
+
+
+def test_cuda_session_options_ask_for_true_fp32(lenet) -> None:
+    # ONNX Runtime's CUDA provider defaults to TF32 (use_tf32=1): every deploykit CUDA session turns it off.
+    _, _, fp32, _ = lenet
+    for graph in (False, True):
+        opts = OrtRunner(fp32.path, device="cuda:0", cuda_graph=graph).cuda_provider_options(1234)
+        assert opts["use_tf32"] == "0"
+        assert opts["user_compute_stream"] == "1234" and opts["has_user_compute_stream"] == "1"
+        assert opts["enable_cuda_graph"] == ("1" if graph else "0")
+    with pytest.raises(InvalidInput, match="handle 0"):
+        OrtRunner(fp32.path, device="cuda:0").cuda_provider_options(0)

@@ -17,7 +17,8 @@ from deploykit.bench import BenchResult, BenchSpec, TimingOptions, load_results,
 from deploykit.bench.cells import CellContext, Prepared
 from deploykit.bench.results import add_speedups
 from deploykit.bench.spec import load_suite
-from deploykit.bench.sweep import compare_outputs, is_oom, output_tolerance
+from deploykit.bench.sweep import MemoryProbe, _sweep_settings, compare_outputs, is_oom, output_tolerance
+from deploykit.bench.timing import HostTimer, time_cell
 from deploykit.errors import BackendUnavailable, InvalidInput, ModelNotFound
 
 FAST = TimingOptions(
@@ -203,7 +204,8 @@ def test_compare_outputs_closed_form() -> None:
 
 def test_output_tolerances() -> None:
     assert output_tolerance("fp32", "cpu") == 1e-4
-    assert output_tolerance("fp32", "cuda") == 1e-2
+    # true fp32 on CUDA too (TF32 off everywhere), so the export's fp32 tolerance applies
+    assert output_tolerance("fp32", "cuda") == 1e-4
     assert output_tolerance("fp16", "cuda") == 3e-2
     assert output_tolerance("bf16", "cpu") == 1e-1
 
@@ -323,9 +325,11 @@ def test_gpu_sweep_torch_backends(tmp_path: Path) -> None:
         assert c.ok and c.correct, (c.key, c.reason, c.max_rel_err)
         assert c.timer == "cuda-events"
         assert c.peak_mem_bytes is not None and c.peak_mem_bytes > 0
-        assert c.peak_mem_method == "torch-allocator-peak"
+        assert (c.peak_mem_method or "").startswith("torch-allocator-peak")
+        assert c.setup_peak_mem_bytes is not None and c.setup_peak_mem_bytes >= c.peak_mem_bytes
         assert c.cuda_graphs is (c.backend == "cuda-graph")
     assert r.regime["cudnn_benchmark"] is True
+    assert r.regime["fp32_math"]["torch"] == {"matmul": "ieee", "conv": "ieee", "rnn": "ieee"}
     assert r.environment["gpu"]["name"] == r.device
 
 
@@ -364,3 +368,90 @@ def test_checkpoint_keeps_the_cells_measured_so_far(tmp_path: Path) -> None:
     r = run_bench(spec(batches=(1, 2)), progress=progress, checkpoint=path)
     assert seen == [1, 2]
     assert [c.key for c in load_results(path).cells] == [c.key for c in r.cells]
+
+
+# ------------------------------------------------------------------------------------- memory, fp32 math
+class FakeDevice:
+    """A device's memory as torch.cuda reports it: the allocator's current and peak bytes, and the device's
+    bytes in use (allocator reservations plus a library's own allocations)."""
+
+    def __init__(self) -> None:
+        self.alloc = self.peak = self.other = 0
+
+    def malloc(self, n: int) -> None:
+        self.alloc += n
+        self.peak = max(self.peak, self.alloc)
+
+    def free(self, n: int) -> None:
+        self.alloc -= n
+
+    def reset(self) -> None:
+        self.peak = self.alloc
+
+    def probe(self, torch_allocator: bool) -> MemoryProbe:
+        return MemoryProbe(torch_allocator, lambda: self.alloc, lambda: self.peak, self.reset,
+                           lambda: self.alloc + self.other)
+
+
+def test_steady_state_peak_excludes_autotuning_workspaces() -> None:
+    # torch runner: 100 MB weights, a 1 GB cuDNN benchmark workspace during the first call / warm-up,
+    # then 30 MB of activations per steady-state call.
+    dev = FakeDevice()
+    dev.malloc(7)  # something the process already holds
+    p = dev.probe(torch_allocator=True)
+    p.before_factory()
+    p.after_factory()  # the torch factories only copy the module on the CPU
+    dev.malloc(100)  # activate: weights
+    p.sample()
+    dev.malloc(1000)  # algorithm search
+    dev.free(1000)
+    p.sample()
+    dev.malloc(30)
+    dev.free(30)
+    p.after_warmup()
+    dev.malloc(30)  # timed calls
+    dev.free(30)
+    steady, setup, method = p.result()
+    assert steady == 130  # weights + activations; the old reading (peak since before the factory) was 1130
+    assert setup == 1100
+    assert method.startswith("torch-allocator-peak")
+
+
+def test_device_used_baseline_is_read_after_the_factory() -> None:
+    # ONNX Runtime / TensorRT: the factory's build leaves 500 MB in use (say, a cached builder); the session
+    # then holds 200 MB, and its first call grows an arena by 50 MB for good.
+    dev = FakeDevice()
+    p = dev.probe(torch_allocator=False)
+    p.before_factory()
+    dev.other += 500
+    p.after_factory()
+    dev.other += 200
+    p.sample()
+    dev.other += 50
+    p.sample()
+    p.after_warmup()
+    steady, setup, method = p.result()
+    assert steady == 250  # the old baseline (read before the export and build) gave 750
+    assert setup == 750
+    assert method.startswith("device-used-growth")
+
+
+def test_time_cell_calls_after_warmup_between_warm_up_and_timed_calls() -> None:
+    calls: list[str] = []
+    opts = TimingOptions(iterations=3, repeats=2, warmup_iters=2, warmup_window=2, warmup_seconds=0.0)
+    _, warm = time_cell(lambda: calls.append("call"), HostTimer(), opts, after_warmup=lambda: calls.append("reset"))
+    assert calls.index("reset") == warm.iterations
+    assert calls[calls.index("reset") + 1 :].count("call") >= 6  # the timed calls come after it
+
+
+def test_cuda_sweep_runs_in_true_fp32_and_records_it() -> None:
+    # Flags only: this runs without a GPU. The cuDNN convolutions default to TF32 in torch 2.14.
+    from deploykit.backends.math_mode import torch_fp32_math
+
+    before = torch_fp32_math()
+    with _sweep_settings(torch.device("cuda"), None) as regime:
+        assert torch_fp32_math() == {"matmul": "ieee", "conv": "ieee", "rnn": "ieee"}
+        assert regime["fp32_math"]["policy"] == "ieee"
+        assert regime["fp32_math"]["torch"] == {"matmul": "ieee", "conv": "ieee", "rnn": "ieee"}
+        assert regime["fp32_math"]["onnxruntime_cuda"] == {"use_tf32": "0"}
+    assert torch_fp32_math() == before
