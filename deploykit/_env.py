@@ -51,6 +51,12 @@ def _nvidia_smi() -> dict[str, str] | None:
     return dict(zip(fields.split(","), values, strict=False))
 
 
+def _deploykit_version() -> str:
+    from deploykit import __version__
+
+    return __version__
+
+
 def environment(device: str | None = None) -> dict[str, Any]:
     """Describe this machine and the library versions; include GPU details when CUDA is available.
 
@@ -69,7 +75,7 @@ def environment(device: str | None = None) -> dict[str, Any]:
         "onnxruntime": package_version("onnxruntime") or package_version("onnxruntime-gpu"),
         "onnxruntime_gpu": package_version("onnxruntime-gpu"),
         "tensorrt": package_version("tensorrt") or package_version("tensorrt-cu12") or package_version("tensorrt-cu13"),
-        "deploykit": package_version("deploykit"),
+        "deploykit": _deploykit_version(),
         "cuda_available": torch.cuda.is_available(),
         "gpu": None,
     }

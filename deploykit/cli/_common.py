@@ -90,6 +90,23 @@ def show(renderables: Sequence[Any], output: Path | None = None) -> None:
         out.print(r)
 
 
+def with_version(doc: dict[str, Any]) -> dict[str, Any]:
+    """``doc`` with ``settings.deploykit_version`` set: every JSON document the CLI writes says which deploykit
+    wrote it."""
+    from deploykit import __version__
+
+    settings = doc.get("settings")
+    doc["settings"] = {**(settings if isinstance(settings, dict) else {}), "deploykit_version": __version__}
+    return doc
+
+
+def json_text(doc: dict[str, Any]) -> str:
+    """``doc`` (stamped by :func:`with_version`) as indented JSON text with a final newline."""
+    import json
+
+    return json.dumps(with_version(doc), indent=2) + "\n"
+
+
 def split_list(text: str | None) -> list[str]:
     """``"a,b, c"`` -> ``["a", "b", "c"]``."""
     if not text:

@@ -6,6 +6,9 @@ that ``deploykit --help`` stays instant.
 
 from __future__ import annotations
 
+import re
+from typing import Annotated
+
 import typer
 
 from deploykit.cli import bench as _bench
@@ -30,6 +33,37 @@ _COMMAND_MODULES: tuple = (_models, _profile, _compare, _export, _bench, _check,
 
 for _module in _COMMAND_MODULES:
     _module.register(app)
+
+
+def unwrap_help(text: str) -> str:
+    """Join the hard line breaks inside each paragraph of a help text (blank lines separate paragraphs), so that
+    the terminal, not the source file, decides where lines break."""
+    paragraphs = re.split(r"\n\s*\n", text.strip())
+    return "\n\n".join(" ".join(line.strip() for line in p.splitlines()) for p in paragraphs)
+
+
+for _info in app.registered_commands:
+    if _info.help:
+        _info.help = unwrap_help(_info.help)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from deploykit import __version__
+
+        typer.echo(f"deploykit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", "-V", help="Print deploykit's version and exit.", callback=_print_version,
+                     is_eager=True),
+    ] = False,
+) -> None:
+    """Take CNNs from PyTorch to deployment and tell the truth about what they cost."""
 
 
 def main() -> None:

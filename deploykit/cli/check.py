@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from deploykit.cli._common import console, err_console, handle_errors, show
+from deploykit.cli._common import console, err_console, handle_errors, show, with_version
 
 HELP = """Compare CURRENT (a `deploykit bench` JSON) with --baseline, cell by cell; exit 1 on any regression.
 
@@ -64,7 +64,7 @@ def check(
     if markdown is not None:
         atomic_write_text(markdown, check_markdown(report))
     if json_out is not None:
-        atomic_write_json(json_out, report.to_dict())
+        atomic_write_json(json_out, with_version({**report.to_dict(), "settings": {"current": str(current), "baseline": str(baseline), "tolerance": tol}}))
     line = check_summary(report)
     if report.failed:
         err_console.print(f"[bold red]{line}[/]", highlight=False, soft_wrap=True)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from deploykit.cli._common import emit, err_console, handle_errors, show
+from deploykit.cli._common import emit, err_console, handle_errors, json_text, show
 
 FORMATS = ("table", "json", "markdown")
 
@@ -68,9 +68,7 @@ def compare(
         for w in rc.plot_comparison(comparison, plot, measured_ms=layer_ms or None):
             err_console.print(f"wrote {w}", highlight=False)
     if format == "json":
-        import json
-
-        text = json.dumps(rc.compare_document(comparison), indent=2) + "\n"
+        text = json_text(rc.compare_document(comparison))
     elif format == "markdown":
         text = rc.compare_markdown(comparison)
     else:

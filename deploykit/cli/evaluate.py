@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from deploykit.cli._common import emit, handle_errors, show, split_list
+from deploykit.cli._common import emit, handle_errors, json_text, show, split_list
 
 FORMATS = ("table", "json", "markdown")
 
@@ -75,9 +75,7 @@ def evaluate(
                             onnx_files=onnx or (), onnx_dir=onnx_dir, tensorrt=tensorrt, device=device,
                             batch_size=batch_size, limit=limit)
     if format == "json":
-        import json
-
-        emit(json.dumps(ev.to_dict(), indent=2) + "\n", output)
+        emit(json_text(ev.to_dict()), output)
     elif format == "markdown":
         emit(re.evaluation_markdown(ev), output)
     else:

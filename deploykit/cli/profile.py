@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from deploykit.cli._common import emit, err_console, handle_errors, show, split_list
+from deploykit.cli._common import emit, err_console, handle_errors, json_text, show, split_list
 
 FORMATS = ("table", "json", "csv", "markdown")
 
@@ -180,7 +180,6 @@ def profile(
         "convention": convention, "inputs": inputs.to_dict(),
     }
     if format == "json":
-        import json
         from dataclasses import asdict
 
         doc = pt.profile_document(prof, roof, found, settings)
@@ -194,7 +193,7 @@ def profile(
             doc["engine"] = asdict(engine_times)
         if mem is not None:
             doc["memory"] = mem.to_dict()
-        text = json.dumps(doc, indent=2) + "\n"
+        text = json_text(doc)
     elif format == "csv":
         text = pt.profile_csv(prof, roof, rows)
     elif format == "markdown":

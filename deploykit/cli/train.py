@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from deploykit.cli._common import console, emit, err_console, handle_errors
+from deploykit.cli._common import console, emit, err_console, handle_errors, json_text
 
 FORMATS = ("table", "json")
 
@@ -90,9 +90,7 @@ def train(
     with _Reporter(epochs) as reporter:
         result = train_model(model, data, options, output=output, init_weights=weights, progress=reporter, limit=limit)
     if format == "json":
-        import json
-
-        emit(json.dumps(result.to_dict(), indent=2) + "\n", None)
+        emit(json_text(result.to_dict()), None)
         return
     for line in training_lines(result):
         console.print(line, highlight=False, soft_wrap=True)
