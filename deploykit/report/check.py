@@ -117,3 +117,26 @@ def check_markdown(report: CheckReport) -> str:
             f"{fmt_ms(c.current_ms)} | {_fmt_change(c)} | {thr} | {c.note.replace('|', '/')} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _command_data(text: str) -> str:
+    """Escape the message of a GitHub Actions workflow command."""
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _command_property(text: str) -> str:
+    return _command_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def check_annotations(report: CheckReport) -> list[str]:
+    """GitHub Actions workflow commands: an ``::error::`` per failing cell (regression, wrong output, broken) and
+    a ``::warning::`` per library version change, each shown on the run's page."""
+    out = []
+    for c in report.regressions:
+        thr = "" if c.threshold is None else f" (threshold ±{c.threshold * 100:.1f}%)"
+        change = "" if c.change is None else f": {_fmt_change(c)}{thr}, {fmt_ms(c.baseline_ms)} -> {fmt_ms(c.current_ms)} ms"
+        msg = f"{c.model} {c.backend} {c.precision} b{c.batch} {c.status}{change}" + (f"; {c.note}" if c.note else "")
+        out.append(f"::error title={_command_property('deploykit check: ' + c.status)}::{_command_data(msg)}")
+    for w in report.warnings:
+        out.append(f"::warning title={_command_property('deploykit check: version change')}::{_command_data(w)}")
+    return out
