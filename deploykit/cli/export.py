@@ -22,7 +22,9 @@ MODEL is a registered name (`deploykit list`) or an import path `pkg.module:Clas
 
 [bold]Validation[/]: onnx.checker (full check), then ONNX Runtime vs eager PyTorch fp32 on three random batches (seed 0; batches 1, 2, 3 with --dynamic-batch): pass when max|ort - eager| <= atol + rtol x max|eager| for every output (fp32: rtol 1e-4, fp16: rtol 1e-2). On the GPU with the CUDA provider when onnxruntime-gpu is installed, else on the CPU provider, which runs fp16 graphs in fp32 (the manifest says which nodes).
 
-[bold]TensorRT[/]: --fp16 builds a strongly typed engine from the fp16 graph; --bf16 (TensorRT 10.0-10.11 only) and --int8 (TensorRT 10.x with real --calib-data, or a Q/DQ graph) from the fp32 graph; --min-batch, --opt-batch and --max-batch need --dynamic-batch. Without TensorRT the engine is skipped with one line (exit 0; exit 3 when --format trt was asked for).
+[bold]--int8[/]: post-training static quantization of the validated fp32 graph with ONNX Runtime into `<model>-int8[...].onnx`: QDQ format, int8 weights per channel and int8 activations per tensor, both symmetric (zero point 0, what TensorRT's explicit quantization takes), fp32 biases. Calibrated on real data only: the TRAIN split of --calib-data (mnist1d, digits, an .npz with x/y and optionally x_test/y_test, or an image folder; a single-set file is split 80/20, stratified, seed 0), --calib-samples of them (default 512), --calib-method minmax | entropy | percentile. Validated on the TEST split (of --calib-data; of --data when given), which must not share a sample with the calibration data: top-1 of INT8 against eager fp32, top-1 agreement, logit errors. An accuracy drop above --max-accuracy-drop (default 1.0 percentage point) keeps the graph only as `<stem>.failed.onnx` and exits 1 with the measured drop; with random weights (no --weights) the check is inconclusive (accuracy is at chance level). --int8 without --calib-data is refused (exit 2): deploykit never calibrates on random data.
+
+[bold]TensorRT[/]: --fp16 builds a strongly typed engine from the fp16 graph, --int8 one from the Q/DQ graph (TensorRT 10 and 11: the scales come from the ONNX); --bf16 (TensorRT 10.0-10.11 only) from the fp32 graph; --min-batch, --opt-batch and --max-batch need --dynamic-batch. Without TensorRT the engine is skipped with one line (exit 0; exit 3 when --format trt was asked for).
 """
 
 
@@ -78,6 +80,50 @@ def _print_onnx(art: Any) -> None:
         console.print(f"  [yellow]warning:[/] {escape(line)}", highlight=False)
 
 
+def _size(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{n / 1e3:.1f} kB"
+
+
+def _quantize(art: Any, module: Any, splits: Any, options: Any, *, trained: bool, out: Path) -> Any:
+    """The INT8 Q/DQ graph of the validated fp32 ``art``, printed; ValidationError (exit 1) past the gate."""
+    from rich.markup import escape
+
+    from deploykit.export.int8 import quantize_artifact
+
+    calib, test = splits
+    err_console.print(
+        f"quantizing to INT8: {options.method} calibration on {min(options.samples, len(calib))} samples of "
+        f"{calib.name} ({calib.split}), validation on {len(test)} samples of {test.name} ({test.split}) ...",
+        highlight=False,
+    )
+    res = quantize_artifact(art, module, calib, test, options, out_dir=out, trained=trained)
+    m = res.artifact.manifest
+    q, v = m["quantization"], m["validation"]
+    ops = q["ops"]
+    quantized = ", ".join(f"{k} x{n}" for k, n in ops["quantized_ops"].items())
+    left = ", ".join(f"{k} x{n}" for k, n in ops["float_ops"].items()) or "none"
+    console.print(f"[bold green]INT8[/] {escape(str(res.artifact.path))}  ({_size(m['bytes'])}; fp32 "
+                  f"{_size(m['source']['bytes'])})", highlight=False)
+    console.print(f"  manifest   {escape(str(res.artifact.manifest_path))}", highlight=False)
+    console.print(f"  graph      QDQ: int8 weights per channel, int8 activations per tensor, symmetric (zero point "
+                  f"0); quantized {quantized}; left in float: {left}", highlight=False)
+    console.print(f"  calibrated {q['method']} on {q['samples']} samples of {escape(q['data']['name'])} "
+                  f"({q['data']['split']}, sha256 {q['data']['sha256'][:12]}), batch {q['batch']}", highlight=False)
+    i8 = v["int8"]
+    colour = {"passed": "bold green", "inconclusive": "bold yellow"}.get(v["status"], "bold")
+    console.print(
+        f"  validation [{colour}]{v['status']}[/] on {i8['samples']} held-out samples of {escape(test.name)} "
+        f"({test.split}): top-1 fp32 {100 * v['fp32_top1']:.1f}%, INT8 {100 * i8['top1']:.1f}% (drop "
+        f"{v['accuracy_drop_points']:.2f} points, allowed {v['max_accuracy_drop_points']:g}); top-1 agreement "
+        f"{100 * i8['agreement']:.1f}%; max abs logit error {_fmt(i8['max_abs_error'])}; min cosine "
+        f"{i8['cosine_min']:.4f}",
+        highlight=False,
+    )
+    for line in v.get("not_validated", []):
+        console.print(f"  [yellow]not validated here:[/] {escape(line)}", highlight=False)
+    return res.artifact
+
+
 @handle_errors
 def export(
     model: Annotated[str, typer.Argument(help="Registered model name or pkg.module:Attr import path.")],
@@ -86,7 +132,7 @@ def export(
     ] = False,
     bf16: Annotated[bool, typer.Option("--bf16", help="bf16 TensorRT engine (from the fp32 graph).")] = False,
     int8: Annotated[
-        bool, typer.Option("--int8", help="INT8 TensorRT engine (needs --calib-data or a Q/DQ graph).")
+        bool, typer.Option("--int8", help="INT8 Q/DQ ONNX by static quantization (needs --calib-data).")
     ] = False,
     opset: Annotated[
         int | None, typer.Option(help="ONNX opset (default: the exporter's, 20 on torch 2.14).")
@@ -104,7 +150,13 @@ def export(
         str | None, typer.Option(help="Validation device: cpu or cuda (default: cuda when usable).")
     ] = None,
     exporter: Annotated[str, typer.Option(help="auto | dynamo | torchscript.")] = "auto",
-    seed: Annotated[int, typer.Option(help="Seed of the random weights.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the random weights (without --weights).")] = 0,
+    weights: Annotated[
+        str | None,
+        typer.Option("--weights", "-w", help="The model's weights: a safetensors or torch file (state_dict or "
+                     "checkpoint, read with weights_only=True), or a torchvision name (DEFAULT) for torchvision "
+                     "models. Strict: missing / unexpected keys or shapes are an error (exit 2)."),
+    ] = None,
     input_shape: Annotated[str | None, typer.Option(help="Per-sample input shape, e.g. 3x224x224.")] = None,
     image_size: Annotated[
         str | None, typer.Option(help="Spatial size, e.g. 96 or 128x160 (keeps channels).")
@@ -112,8 +164,24 @@ def export(
     num_classes: Annotated[int | None, typer.Option(help="Number of output classes.")] = None,
     in_channels: Annotated[int | None, typer.Option(help="Input channels (models that allow it).")] = None,
     calib_data: Annotated[
-        Path | None, typer.Option(help="INT8 calibration inputs: a .npy file or a folder of them.")
+        str | None,
+        typer.Option(help="--int8: real calibration data, its train split: mnist1d, digits, FILE.npz or an image folder."),
     ] = None,
+    calib_method: Annotated[
+        str | None, typer.Option(help="--int8: minmax (default), entropy or percentile.")
+    ] = None,
+    calib_samples: Annotated[
+        int | None, typer.Option(help="--int8: calibration samples from the train split (default 512).")
+    ] = None,
+    max_accuracy_drop: Annotated[
+        float | None,
+        typer.Option(help="--int8: largest accepted top-1 drop against fp32 on the test split, in percentage "
+                     "points (default 1.0)."),
+    ] = None,
+    allow_calib_overlap: Annotated[
+        bool, typer.Option("--allow-calib-overlap", help="--int8: calibrate even when calibration samples also "
+                           "appear in the evaluation split (the manifest says so).")
+    ] = False,
     min_batch: Annotated[int | None, typer.Option(help="TensorRT profile: smallest batch.")] = None,
     opt_batch: Annotated[int | None, typer.Option(help="TensorRT profile: batch to tune for.")] = None,
     max_batch: Annotated[int | None, typer.Option(help="TensorRT profile: largest batch.")] = None,
@@ -156,10 +224,30 @@ def export(
             raise InvalidInput(
                 f"unknown format {', '.join(unknown) or repr(format)}; choose from {', '.join(FORMATS)}"
             )
+    int8_options = None
+    if int8:
+        from deploykit.export.int8 import Int8Options
+
+        if calib_data is None:
+            raise InvalidInput(
+                "--int8 needs real calibration data: --calib-data mnist1d | digits | FILE.npz | FOLDER "
+                "(deploykit never calibrates on random data)"
+            )
+        defaults = Int8Options()
+        int8_options = Int8Options(
+            method=calib_method or defaults.method,
+            samples=calib_samples if calib_samples is not None else defaults.samples,
+            max_accuracy_drop=max_accuracy_drop if max_accuracy_drop is not None else defaults.max_accuracy_drop,
+            allow_overlap=allow_calib_overlap,
+        )
+    else:
+        given_int8 = [k for k, v in {"--calib-data": calib_data, "--calib-method": calib_method,
+                                      "--calib-samples": calib_samples, "--max-accuracy-drop": max_accuracy_drop,
+                                      "--allow-calib-overlap": allow_calib_overlap}.items() if v not in (None, False)]
+        if given_int8:
+            raise InvalidInput(f"{', '.join(given_int8)} quantize to INT8: add --int8")
     trt_options = {
         "--bf16": bf16,
-        "--int8": int8,
-        "--calib-data": calib_data,
         "--min-batch": min_batch,
         "--opt-batch": opt_batch,
         "--max-batch": max_batch,
@@ -172,8 +260,6 @@ def export(
         raise InvalidInput(f"{', '.join(given_trt)} apply to the TensorRT engine: add trt to --format")
     if opt_level is not None and not 0 <= opt_level <= 5:
         raise InvalidInput(f"--opt-level must be 0-5, got {opt_level}")
-    if calib_data is not None and not calib_data.exists():
-        raise InvalidInput(f"calibration data not found: {calib_data}")
 
     from deploykit.export.tensorrt import tensorrt_status
 
@@ -197,7 +283,11 @@ def export(
     }
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        module, spec = create_model(model, device="cpu", **overrides)
+        module, spec = create_model(model, device="cpu", weights=weights, **overrides)
+    if int8_options is not None:  # bad calibration data is refused before anything is exported
+        from deploykit.export.int8 import calibration_splits
+
+        calib = calibration_splits(str(calib_data), spec)
     err_console.print(f"exporting {model} ({'x'.join(map(str, spec.input_shape))}) ...", highlight=False)
     art = export_module(
         module,
@@ -210,10 +300,15 @@ def export(
         device=device,
         exporter=exporter,
         name=model,
-        model_info={"overrides": {k: v for k, v in overrides.items() if v is not None}, "weight_seed": seed},
+        model_info={
+            "overrides": {k: v for k, v in overrides.items() if v is not None},
+            "weight_seed": None if weights is not None else seed,
+        },
         inputs=inputs,
     )
     _print_onnx(art)
+    if int8_options is not None:
+        art = _quantize(art, module, calib, int8_options, trained=getattr(spec, "weights", None) is not None, out=out)
     if "trt" not in formats:
         return
 
@@ -239,7 +334,6 @@ def export(
         workspace_bytes=int(workspace_gb * 2**30) if workspace_gb is not None else None,
         timing_cache=timing_cache,
         opt_level=opt_level,
-        calib_data=calib_data,
         reference_model=module,
         device=device if device and device.startswith("cuda") else "cuda",
     )

@@ -61,9 +61,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from deploykit.backends.ort import import_onnxruntime
 from deploykit.data.base import DataSplits, LabelledData, check_for_model
 from deploykit.errors import ExportError, InvalidInput, ValidationError, first_line
-from deploykit.backends.ort import import_onnxruntime
 
 import_onnxruntime()  # after torch, with CUDA libraries preloaded where there are any
 from onnxruntime.quantization import CalibrationDataReader  # noqa: E402
@@ -78,6 +78,7 @@ __all__ = [
     "Int8Result",
     "calibration_splits",
     "check_overlap",
+    "ort_int8_kernels",
     "qdq_summary",
     "quantize_artifact",
     "quantize_dynamic_onnx",
@@ -95,7 +96,7 @@ QUANTIZABLE_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 #: Calibration batch for a dynamic-batch graph.
 CALIB_BATCH = 32
 #: Calibration samples held in memory at once (ONNX Runtime keeps every intermediate tensor of a collect call).
-_SAMPLES_PER_COLLECT = 64
+_SAMPLES_PER_COLLECT = 32
 #: Settings of ``quantize_static`` that make the graph TensorRT-compatible (see the module docstring).
 TRT_EXTRA_OPTIONS: dict[str, Any] = {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False}
 
@@ -428,6 +429,30 @@ def qdq_summary(path: str | os.PathLike[str]) -> dict[str, Any]:
         "weights_per_channel": per_channel and bool(quantized),
         "tensorrt_compatible": not bad_zp and bool(quantized),
     }
+
+
+#: ONNX Runtime's fused int8 kernels (what its CPU provider turns DequantizeLinear -> op -> QuantizeLinear into).
+_ORT_INT8_KERNELS = ("QLinearConv", "QGemm", "QLinearMatMul", "MatMulInteger", "ConvInteger", "QLinearAdd",
+                     "QLinearMul", "QLinearAveragePool", "QLinearGlobalAveragePool", "QLinearConcat",
+                     "QLinearSigmoid", "QLinearLeakyRelu", "DynamicQuantizeMatMul", "MatMulIntegerToFloat")
+
+
+def ort_int8_kernels(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> dict[str, Any]:
+    """Which nodes ONNX Runtime really runs in int8 on ``device``: the op types of the graph after its
+    optimisations (Q/DQ pairs fused into ``QLinearConv``, ``QGemm``...), split into int8 kernels, float
+    compute kernels (Conv / Gemm / MatMul left in fp32), and the rest (with the remaining Q/DQ nodes)."""
+    import onnx
+
+    from deploykit.backends.ort import make_session
+
+    with tempfile.TemporaryDirectory(prefix="deploykit-ortopt-") as tmp:
+        opt = Path(tmp) / "optimized.onnx"
+        make_session(path, torch.device(device), optimized_model_path=opt)
+        ops = Counter(n.op_type for n in onnx.load(os.fspath(opt), load_external_data=False).graph.node)
+    int8 = {k: v for k, v in sorted(ops.items()) if k in _ORT_INT8_KERNELS}
+    float_compute = {k: v for k, v in sorted(ops.items()) if k in QUANTIZABLE_OPS or k == "FusedConv"}
+    rest = {k: v for k, v in sorted(ops.items()) if k not in int8 and k not in float_compute}
+    return {"device": str(device), "int8_kernels": int8, "float_compute_kernels": float_compute, "other": rest}
 
 
 # ------------------------------------------------------------------------------------------------ the export

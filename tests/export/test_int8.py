@@ -169,3 +169,51 @@ def test_random_weights_give_an_inconclusive_verdict(cache: Path, tmp_path: Path
     assert res.artifact.path.name == "mnist1d-cnn-int8.onnx"  # fixed batch 1: calibrated one sample at a time
     assert res.calibration["batch"] == 1 and res.calibration["samples"] == 64
     assert np.isfinite(res.accuracy_drop_points)
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+def _export(*args: str):
+    from typer.testing import CliRunner
+
+    from deploykit.cli.app import app
+
+    return CliRunner().invoke(app, ["export", "mnist1d-cnn", "--format", "onnx", *args])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--int8",), "--int8 needs real calibration data"),
+        (("--calib-data", "mnist1d"), "--calib-data quantize to INT8: add --int8"),
+        (("--int8", "--calib-data", "mnist1d", "--max-accuracy-drop", "-1"), "percentage points"),
+        (("--int8", "--calib-data", "mnist1d", "--calib-method", "kl"), "unknown calibration method"),
+        (("--int8", "--calib-data", "nowhere.npy"), "unsupported data file|not found"),
+    ],
+)
+def test_cli_refuses_int8_without_real_data_in_one_line(args, message, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    if "nowhere.npy" in args:
+        np.save(tmp_path / "nowhere.npy", np.zeros((4, 1, 40), np.float32))
+    res = _export(*args, "-o", str(tmp_path / "out"))
+    assert res.exit_code == 2, res.output
+    import re
+
+    assert re.search(message, res.output) and len(res.output.strip().splitlines()) == 1, res.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_int8_passes_and_fails_the_gate(trained: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    res = _export("--weights", str(trained), "--int8", "--calib-data", "mnist1d", "--calib-samples", "256",
+                  "--dynamic-batch", "-o", str(out))
+    assert res.exit_code == 0, res.output
+    assert "INT8" in res.output and "validation passed" in res.output and "quantized Conv x3, Gemm x1" in res.output
+    m = json.loads((out / "mnist1d-cnn-int8-dynamic.onnx.json").read_text())
+    assert m["quantization"]["samples"] == 256 and m["validation"]["status"] == "passed"
+    before = (out / "mnist1d-cnn-int8-dynamic.onnx").read_bytes()
+    res = _export("--weights", str(trained), "--int8", "--calib-data", "mnist1d", "--calib-samples", "1",
+                  "--dynamic-batch", "-o", str(out))
+    assert res.exit_code == 1, res.output
+    assert "INT8 accuracy drop" in res.output and "allowed 1" in res.output
+    assert (out / "mnist1d-cnn-int8-dynamic.failed.onnx").is_file()
+    assert (out / "mnist1d-cnn-int8-dynamic.onnx").read_bytes() == before  # the earlier good file is not destroyed
