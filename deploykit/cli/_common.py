@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import io
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -34,8 +35,19 @@ def handle_errors(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from deploykit._io import OutputWarning
+
         try:
-            return fn(*args, **kwargs)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", OutputWarning)
+                try:
+                    return fn(*args, **kwargs)
+                finally:
+                    for w in caught:
+                        if issubclass(w.category, OutputWarning):
+                            err_console.print(f"[yellow]warning:[/] {escape(str(w.message))}", highlight=False)
+                        else:  # not ours: shown as Python would have
+                            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
         except DeploykitError as exc:
             fail(str(exc), exc.exit_code)
         except KeyboardInterrupt:
@@ -50,10 +62,11 @@ def emit(text: str, output: Path | None) -> None:
     if output is None:
         typer.echo(text, nl=False)
         return
-    from deploykit._io import atomic_write_text
+    from deploykit._io import atomic_write_text, is_stream_target
 
     atomic_write_text(output, text)
-    console.print(f"wrote {output}")
+    if not is_stream_target(output):
+        console.print(f"wrote {output}")
 
 
 def table_width() -> int | None:

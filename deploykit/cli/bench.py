@@ -229,6 +229,12 @@ def bench(
             / "results"
             / f"{slug(spec.name or 'bench')}-{slug(_device_label(dev))}-{stamp}.json"
         )
+    from deploykit._io import check_output_dir, check_output_file
+
+    if path is not None:
+        check_output_file(path)  # before the sweep, not after it
+    if summary is not None:
+        check_output_dir(summary)
     progress, report = _progress_reporter()
     # The file is rewritten after every cell: a sweep cut short (time limit, Ctrl-C) keeps what it measured.
     if progress is not None:

@@ -214,6 +214,11 @@ def export(
         raise InvalidInput(
             "--min-batch/--opt-batch/--max-batch shape a dynamic-batch engine: add --dynamic-batch"
         )
+    if batch_size is not None and batch_size < 1:
+        raise InvalidInput(f"--batch-size must be a positive integer, got {batch_size}")
+    from deploykit._io import check_output_dir
+
+    check_output_dir(out)  # a file in the way, /proc, a name too long: before minutes of exporting
     if workspace_gb is not None and not workspace_gb > 0:
         raise InvalidInput(f"--workspace-gb must be positive, got {workspace_gb}")
     explicit = format is not None

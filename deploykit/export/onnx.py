@@ -44,7 +44,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from deploykit._io import atomic_write_json
+from deploykit._io import check_output_dir, check_pair, commit_pair, folder_lock, make_temporary
+from deploykit._io import sha256_file as sha256_file
 from deploykit.backends.ort import cuda_provider_available, fp16_coverage
 from deploykit.errors import ArtifactError, ExportError, InvalidInput, ValidationError, first_line
 from deploykit.export.validate import (
@@ -112,15 +113,6 @@ def artifact_stem(
     elif batch_size != 1:
         stem += f"-b{batch_size}"
     return stem
-
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    """Hex sha256 of a file, read in 1 MiB blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _root_cause(exc: BaseException) -> str:
@@ -394,6 +386,7 @@ def export_module(
         raise InvalidInput(
             f"a fixed-batch graph takes batches of {batch_size} only, got {list(validate_batches)}"
         )
+    check_output_dir(out_dir)  # before minutes of exporting
     val_device, notes = _resolve_device(device) if validate else (torch.device("cpu"), [])
     model_name = name or spec.name
     stem = artifact_stem(model_name, precision, batch_size, dynamic_batch)
@@ -425,17 +418,18 @@ def export_module(
     opset_used = _opset(proto)
     del proto
 
-    out.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{stem}.", suffix=".tmp.onnx", dir=out)
-    tmp = Path(tmp_name)
+    tmp = make_temporary(final, ".onnx")  # ArtifactError (one line) when the folder cannot be made or written
     try:
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; an artifact is a normal file
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as exc:
+            raise ArtifactError(f"cannot write {final}: {first_line(exc)}") from None
         digest = hashlib.sha256(data).hexdigest()
         size = len(data)
         del data
@@ -482,19 +476,16 @@ def export_module(
         )
         if validation.get("passed") is False:
             manifest["file"] = failed.name
-            os.replace(tmp, failed)
-            atomic_write_json(manifest_path_for(failed), manifest)
+            commit_pair(tmp, failed, manifest_path_for(failed), manifest, sha_key="sha256", size_key="bytes")
             raise ValidationError(
                 f"{model_name} {precision}: ONNX Runtime disagrees with eager PyTorch: {describe_failure(validation)}. "
                 f"{final} was not written; the failing graph is kept as {failed} for inspection"
             )
-        # Pair consistency: drop the old manifest first, so a crash leaves a file without manifest (refused by
-        # load_onnx_artifact), never a manifest describing another file.
-        manifest_path_for(final).unlink(missing_ok=True)
-        os.replace(tmp, final)
-        atomic_write_json(manifest_path_for(final), manifest)
-        for stale in (failed, manifest_path_for(failed)):
-            stale.unlink(missing_ok=True)
+        # The file and its manifest are one artifact: every crash point leaves the old pair or the new one.
+        commit_pair(tmp, final, manifest_path_for(final), manifest, sha_key="sha256", size_key="bytes")
+        with folder_lock(out):
+            for stale in (failed, manifest_path_for(failed)):
+                stale.unlink(missing_ok=True)
     finally:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
@@ -618,13 +609,18 @@ def load_onnx_artifact(path: str | os.PathLike[str]) -> OnnxArtifact:
     if p.suffix == ".json" and p.name.endswith(".onnx.json"):
         p = p.with_name(p.name[: -len(".json")])
     mpath = manifest_path_for(p)
+    with folder_lock(p.parent, shared=True):  # not while an export swaps the pair in
+        return _load_onnx_artifact(p, mpath)
+
+
+def _load_onnx_artifact(p: Path, mpath: Path) -> OnnxArtifact:
     if not p.is_file():
         raise ArtifactError(f"ONNX file not found: {p}")
     if not mpath.is_file():
         raise ArtifactError(f"{p} has no manifest ({mpath} is missing); re-export it with `deploykit export`")
     try:
         manifest = json.loads(mpath.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         raise ArtifactError(f"cannot read manifest {mpath}: {first_line(exc)}") from None
     if not isinstance(manifest, dict) or manifest.get("schema") != MANIFEST_SCHEMA:
         raise ArtifactError(f"{mpath} is not a deploykit ONNX manifest")
@@ -635,11 +631,12 @@ def load_onnx_artifact(path: str | os.PathLike[str]) -> OnnxArtifact:
         )
     if manifest.get("file") != p.name:
         raise ArtifactError(f"{mpath} describes {manifest.get('file')!r}, not {p.name!r}")
-    size = p.stat().st_size
-    if size != manifest.get("bytes") or sha256_file(p) != manifest.get("sha256"):
+    matched = check_pair(p, manifest, sha_key="sha256", size_key="bytes")
+    if matched is None:
         raise ArtifactError(
             f"{p} does not match its manifest (sha256 differs): it was modified or replaced after export"
         )
+    manifest = matched
     validation = manifest.get("validation") or {}
     if validation.get("passed") is False:
         raise ArtifactError(f"{p} failed validation when it was exported; see {mpath}")

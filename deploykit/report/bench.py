@@ -18,6 +18,7 @@ from rich.text import Text
 from deploykit._io import atomic_path, atomic_write_text
 from deploykit.bench.results import BenchResult, CellResult
 from deploykit.bench.spec import BACKENDS
+from deploykit.errors import InvalidInput
 from deploykit.report.layout import optional_columns
 
 
@@ -328,7 +329,13 @@ def write_markdown_summary(
     plot: bool = True,
     title: str | None = None,
 ) -> dict[str, Any]:
-    """Write ``<out_dir>/<name>.md`` (and ``<name>.png`` with the latency plot); return the paths written."""
+    """Write ``<out_dir>/<name>.md`` (and ``<name>.png`` with the latency plot); return the paths written.
+
+    ``name`` is a file name stem, not a path: one with a ``/`` or that is ``.``/``..`` is :class:`InvalidInput`.
+    """
+    if not name or "/" in name or "\\" in name or "\0" in name or name in (".", "..") or len(name) > 200:
+        shown = name if len(name) <= 60 else name[:57] + "..."
+        raise InvalidInput(f"--name {shown!r} must be a file name (no '/', at most 200 characters), not a path")
     out = Path(out_dir)
     png = plot_latency(result, out / f"{name}.png") if plot else None
     md = atomic_write_text(
