@@ -230,6 +230,10 @@ def compare_cell(current: CellResult, baseline: CellResult, tolerance: float) ->
     )
 
 
+def _usable(repeats: tuple[tuple[float, ...], ...]) -> bool:
+    return all(math.isfinite(v) and v > 0 for r in repeats for v in r)
+
+
 def compare_results(
     current: BenchResult, baseline: BenchResult, *, tolerance: float = DEFAULT_TOLERANCE
 ) -> CheckReport:
@@ -243,6 +247,13 @@ def compare_results(
     if not 0.0 <= tolerance < 1.0:
         raise InvalidInput("tolerance must be between 0 and 1 (0.10 = 10%)")
     warnings = check_comparable(current, baseline)
+    for name, result in (("current", current), ("baseline", baseline)):
+        bad = [c for c in result.cells if c.timing is not None and not _usable(c.timing.repeats_ms)]
+        if bad:
+            raise ArtifactError(
+                f"{name} has unusable timings (non-finite, zero or negative samples) in {len(bad)} cell(s): "
+                + ", ".join(f"{c.model}/{c.backend}/{c.precision}/b{c.batch}" for c in bad[:5])
+            )
     cur = {c.key: c for c in current.cells}
     base = {c.key: c for c in baseline.cells}
     if not set(cur) & set(base):

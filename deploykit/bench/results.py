@@ -20,7 +20,7 @@ from typing import Any
 
 from deploykit._io import atomic_write_json
 from deploykit.bench.timing import TimingStats, WarmupReport
-from deploykit.errors import ArtifactError
+from deploykit.errors import ArtifactError, first_line
 
 SCHEMA = "deploykit.bench"
 SCHEMA_VERSION = 1
@@ -235,12 +235,95 @@ class BenchResult:
                 spec=dict(d.get("spec") or {}),
                 created_utc=str(d.get("created_utc", "")),
             )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ArtifactError(f"corrupt benchmark result: {type(exc).__name__}: {exc}") from None
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ArtifactError(f"corrupt benchmark result: {first_line(exc)}") from None
 
     def save(self, path: str | Path) -> Path:
-        """Write the JSON atomically and return the path."""
-        return atomic_write_json(path, self.to_dict())
+        """Write the JSON atomically and return the path.
+
+        JSON has no ``NaN`` / ``Infinity``: a non-finite number is written as ``null`` and its place listed
+        under ``"null_not_finite"`` (a file with such a timing sample is then refused on load, as unusable).
+        """
+        data = self.to_dict()
+        nulled: list[str] = []
+        data = _null_non_finite(data, "", nulled)
+        if nulled:
+            data["null_not_finite"] = nulled
+        return atomic_write_json(path, data)
+
+
+def _null_non_finite(obj: Any, where: str, nulled: list[str]) -> Any:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        nulled.append(f"{where or '.'} was {obj}")
+        return None
+    if isinstance(obj, dict):
+        return {k: _null_non_finite(v, f"{where}.{k}", nulled) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_null_non_finite(v, f"{where}[{i}]", nulled) for i, v in enumerate(obj)]
+    return obj
+
+
+def _cell_name(d: Any, i: int) -> str:
+    if isinstance(d, dict):
+        return f"{str(d.get('model'))[:60]}/{str(d.get('backend'))[:20]}/{str(d.get('precision'))[:10]}/b{d.get('batch')}"
+    return f"cells[{i}]"
+
+
+def validate_results_data(data: Any) -> None:
+    """Check the shape of a parsed results file (the one place results files are validated).
+
+    Raises :class:`ArtifactError` naming what is wrong: not an object, another schema or version, ``cells``
+    not a list of objects, a cell without model/backend/precision/batch, timing samples that are not lists of
+    numbers, and ``ok`` cells whose samples are non-finite, zero or negative (such a timing cannot be
+    compared with anything: the cells are named).
+    """
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+        raise ArtifactError(f"not a deploykit benchmark result (schema {_get(data, 'schema')!r}, expected {SCHEMA!r})")
+    version = data.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise ArtifactError(
+            f"benchmark result schema version {version!r} is not supported (this deploykit reads {SCHEMA_VERSION})"
+        )
+    if not isinstance(data.get("device"), str):
+        raise ArtifactError("corrupt benchmark result: 'device' is missing or not a string")
+    for k in ("environment", "regime", "spec"):
+        if data.get(k) is not None and not isinstance(data[k], dict):
+            raise ArtifactError(f"corrupt benchmark result: {k!r} is not an object")
+    cells = data.get("cells")
+    if not isinstance(cells, list) or not all(isinstance(c, dict) for c in cells):
+        raise ArtifactError("corrupt benchmark result: 'cells' is not a list of objects")
+    unusable: list[str] = []
+    for i, c in enumerate(cells):
+        for k in ("model", "backend", "precision"):
+            if not isinstance(c.get(k), str):
+                raise ArtifactError(f"corrupt benchmark result: cells[{i}] has no {k!r} string")
+        if not isinstance(c.get("batch"), int) or isinstance(c.get("batch"), bool) or c["batch"] < 1:
+            raise ArtifactError(f"corrupt benchmark result: cells[{i}] 'batch' is not a positive integer")
+        for k in ("info", "warmup"):
+            if c.get(k) is not None and not isinstance(c[k], dict):
+                raise ArtifactError(f"corrupt benchmark result: cells[{i}] {k!r} is not an object")
+        timing = c.get("timing")
+        if timing is None:
+            continue
+        reps = timing.get("repeats_ms") if isinstance(timing, dict) else None
+        if (
+            not isinstance(reps, list)
+            or not reps
+            or not all(isinstance(r, list) and r for r in reps)
+        ):
+            raise ArtifactError(
+                f"corrupt benchmark result: {_cell_name(c, i)} timing.repeats_ms is not a list of sample lists"
+            )
+        samples = [v for r in reps for v in r]
+        if not all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in samples):
+            raise ArtifactError(f"corrupt benchmark result: {_cell_name(c, i)} has a timing sample that is not a number")
+        if any(v is None or not math.isfinite(v) or v <= 0 for v in samples):
+            unusable.append(_cell_name(c, i))
+    if unusable:
+        shown = ", ".join(unusable[:5]) + (f" and {len(unusable) - 5} more" if len(unusable) > 5 else "")
+        raise ArtifactError(
+            f"unusable timings (non-finite, zero or negative samples) in {len(unusable)} cell(s): {shown}"
+        )
 
 
 def _get(d: Any, key: str) -> Any:
@@ -255,17 +338,26 @@ def load_results(path: str | Path) -> BenchResult:
     """
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        raw = p.read_bytes()
     except OSError as exc:
         raise ArtifactError(f"cannot read {p}: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ArtifactError(f"{p} is not UTF-8 text (byte {exc.start}): not a results file") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ArtifactError(f"{p} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    except RecursionError:
+        raise ArtifactError(f"{p} is not a results file (JSON nested too deeply)") from None
     try:
+        validate_results_data(data)
         return BenchResult.from_dict(data)
     except ArtifactError as exc:
         raise ArtifactError(f"{p}: {exc}") from None
+    except RecursionError:
+        raise ArtifactError(f"{p} is not a results file (nested too deeply)") from None
 
 
 def add_speedups(cells: list[CellResult]) -> list[CellResult]:

@@ -1,0 +1,148 @@
+"""``deploykit check`` (and the other readers of results files) cannot be fooled by unusable input: non-finite,
+zero or negative timings, non-UTF-8 files, malformed cells, deep nesting are exit 2 with one line, never
+"PASS" and never exit 1 (which CI reads as a regression)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from deploykit.bench.results import BenchResult, CellResult, load_results
+from deploykit.bench.timing import TimingStats
+from deploykit.cli.app import app
+from deploykit.errors import ArtifactError
+from deploykit.report.check import compare_results
+
+RUNNER = CliRunner()
+
+
+def _result(*medians: float) -> BenchResult:
+    cells = tuple(
+        CellResult("resnet18", "eager", "fp32", b + 1, timing=TimingStats.from_repeats([[m]] * 5), correct=True)
+        for b, m in enumerate(medians)
+    )
+    return BenchResult(cells=cells, device="cpu:test", environment={}, regime={"device_type": "cpu"}, spec={},
+                       created_utc="2026-12-02T00:00:00Z")
+
+
+def _write(path: Path, result: BenchResult) -> Path:
+    path.write_text(json.dumps(result.to_dict()))  # json.dumps writes Infinity / NaN as they are
+    return path
+
+
+def _one_line_exit_2(res) -> str:
+    assert res.exit_code == 2, res.output
+    assert res.exception is None or isinstance(res.exception, SystemExit)
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), res.stderr
+    assert "Traceback" not in res.output and "PASS" not in res.output
+    return lines[0]
+
+
+@pytest.mark.parametrize("bad", [math.inf, math.nan, 0.0, -3.0])
+def test_unusable_current_samples_are_exit_2_naming_the_cells(tmp_path: Path, bad: float) -> None:
+    base = _write(tmp_path / "base.json", _result(1.0, 2.0, 3.0, 4.0))
+    cur = _write(tmp_path / "cur.json", _result(1.0, bad, 3.0, bad))
+    line = _one_line_exit_2(RUNNER.invoke(app, ["check", str(cur), "--baseline", str(base)]))
+    assert "unusable timings" in line and "2 cell(s)" in line
+    assert "resnet18/eager/fp32/b2" in line and "resnet18/eager/fp32/b4" in line
+
+
+@pytest.mark.parametrize("bad", [0.0, -1.0])
+def test_a_baseline_of_zero_or_negative_samples_is_exit_2(tmp_path: Path, bad: float) -> None:
+    base = _write(tmp_path / "base.json", _result(bad, bad, bad, bad))
+    cur = _write(tmp_path / "cur.json", _result(1.0, 2.0, 3.0, 4.0))
+    line = _one_line_exit_2(RUNNER.invoke(app, ["check", str(cur), "--baseline", str(base)]))
+    assert "base.json" in line and "4 cell(s)" in line
+
+
+def test_compare_results_refuses_unusable_timings_given_directly() -> None:
+    with pytest.raises(ArtifactError, match="current has unusable timings"):
+        compare_results(_result(math.inf), _result(1.0))
+    with pytest.raises(ArtifactError, match="baseline has unusable timings"):
+        compare_results(_result(1.0), _result(0.0))
+
+
+def _cell_dict() -> dict:
+    return _result(1.0).to_dict()["cells"][0]
+
+
+MALFORMED: dict[str, bytes] = {
+    "not utf-8": b"\xff\xfe\x00garbage",
+    "cells not a list": json.dumps({**_result(1.0).to_dict(), "cells": {"a": 1}}).encode(),
+    "cells of strings": json.dumps({**_result(1.0).to_dict(), "cells": ["x", "y"]}).encode(),
+    "deep nesting": b"[" * 100000 + b"]" * 100000,
+    "deep object": ('{"a":' * 50000 + "1" + "}" * 50000).encode(),
+    "not an object": b"[1, 2, 3]",
+    "wrong schema": json.dumps({"schema": "other"}).encode(),
+    "empty": b"",
+    "truncated": json.dumps(_result(1.0).to_dict()).encode()[:100],
+    "batch a string": json.dumps({**_result(1.0).to_dict(), "cells": [{**_cell_dict(), "batch": "1"}]}).encode(),
+    "samples not numbers": json.dumps(
+        {**_result(1.0).to_dict(), "cells": [{**_cell_dict(), "timing": {"repeats_ms": [["a"]]}}]}
+    ).encode(),
+    "timing not an object": json.dumps({**_result(1.0).to_dict(), "cells": [{**_cell_dict(), "timing": [1]}]}).encode(),
+    "environment a list": json.dumps({**_result(1.0).to_dict(), "environment": [1]}).encode(),
+    "null samples": json.dumps(
+        {**_result(1.0).to_dict(), "cells": [{**_cell_dict(), "timing": {"repeats_ms": [[None]]}}]}
+    ).encode(),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+def test_malformed_results_are_one_line_exit_2_in_every_reader(tmp_path: Path, case: str) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_bytes(MALFORMED[case])
+    good = _write(tmp_path / "good.json", _result(1.0))
+    with pytest.raises(ArtifactError):
+        load_results(bad)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    for args in (
+        ["check", str(bad), "--baseline", str(good)],
+        ["check", str(good), "--baseline", str(bad)],
+        ["bench-summary", str(bad), "--out", str(tmp_path / "rep"), "--no-plot"],
+        ["bench-merge", str(good), str(bad), "-o", str(tmp_path / "merged.json")],
+    ):
+        line = _one_line_exit_2(RUNNER.invoke(app, args))
+        assert "bad.json" in line
+        assert len(line) < 600
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written
+
+
+def test_save_writes_null_for_non_finite_numbers_and_says_so(tmp_path: Path) -> None:
+    r = _result(1.0)
+    c = r.cells[0]
+    r = r.with_cells((CellResult(c.model, c.backend, c.precision, c.batch, timing=c.timing, speedup_vs_eager=math.inf,
+                                 correct=True),))
+    path = r.save(tmp_path / "r.json")
+    text = path.read_text()
+    assert "Infinity" not in text and "NaN" not in text
+    data = json.loads(text)
+    assert data["cells"][0]["speedup_vs_eager"] is None
+    assert data["null_not_finite"] == [".cells[0].speedup_vs_eager was inf"]
+    assert load_results(path).cells[0].median_ms == pytest.approx(1.0)
+
+
+def test_bench_merge_output_is_strict_json(tmp_path: Path) -> None:
+    a = _result(1.0, 2.0)
+    a.save(tmp_path / "a.json")
+    res = RUNNER.invoke(app, ["bench-merge", str(tmp_path / "a.json"), "-o", str(tmp_path / "m.json")])
+    assert res.exit_code == 0, res.output
+    json.loads((tmp_path / "m.json").read_text(), parse_constant=lambda s: pytest.fail(f"not JSON: {s}"))
+
+
+def test_piped_check_report_is_not_cut_to_80_columns(tmp_path: Path) -> None:
+    long_model = "a-model-with-a-rather-long-registered-name-for-this-table"
+    cells = (CellResult(long_model, "onnxruntime-cpu", "fp32", 1, timing=TimingStats.from_repeats([[1.0]] * 5),
+                        correct=True),)
+    r = BenchResult(cells=cells, device="cpu:test", environment={}, regime={"device_type": "cpu"}, spec={},
+                    created_utc="x")
+    r.save(tmp_path / "r.json")
+    res = RUNNER.invoke(app, ["check", str(tmp_path / "r.json"), "--baseline", str(tmp_path / "r.json")])
+    assert res.exit_code == 0, res.output
+    assert long_model in res.output  # whole, not wrapped or cut with an ellipsis
+    assert max(len(line) for line in res.output.splitlines()) > 80
