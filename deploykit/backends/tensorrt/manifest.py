@@ -105,9 +105,13 @@ def load_engine_manifest(path: str | os.PathLike[str], *, check: bool = True, de
         )
     if not engine_path.is_file():
         raise ArtifactError(f"engine file {engine_path} (named by {manifest_path}) is missing")
-    size = engine_path.stat().st_size
-    if size != manifest.get("engine_bytes") or sha256_file(engine_path) != manifest.get("engine_sha256"):
+    from deploykit._io import check_pair, folder_lock
+
+    with folder_lock(engine_path.parent, shared=True):  # not while a build swaps the pair in
+        matched = check_pair(engine_path, manifest, sha_key="engine_sha256", size_key="engine_bytes")
+    if matched is None:
         raise ArtifactError(f"engine file {engine_path} does not match its manifest (size or sha256 differ): rebuild it")
+    manifest = matched
     if check:
         trt = import_tensorrt()
         gpu = _rt.current_gpu(device)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from deploykit._io import atomic_path, atomic_write_bytes, atomic_write_json
+from deploykit._io import atomic_write_bytes, commit_pair, make_temporary
 from deploykit.backends.tensorrt import runtime as _rt
 from deploykit.backends.tensorrt.executor import EngineExecutor, ProfileShape, _make_logger
 from deploykit.backends.tensorrt.manifest import (
@@ -22,7 +22,7 @@ from deploykit.backends.tensorrt.manifest import (
     engine_manifest_path,
 )
 from deploykit.backends.tensorrt.runtime import import_tensorrt
-from deploykit.errors import ExportError, InvalidInput
+from deploykit.errors import ArtifactError, ExportError, InvalidInput, first_line
 from deploykit.export.tensorrt.calibration import _make_calibrator, load_calibration_batches
 from deploykit.export.tensorrt.engine_validation import validate_engine
 from deploykit.export.tensorrt.onnx_info import OnnxInfo, inspect_onnx
@@ -334,10 +334,17 @@ def build_engine(
         "environment": environment(str(dev)),
     }
     manifest_path = engine_manifest_path(engine_path)
-    with atomic_path(engine_path) as tmp:
-        with open(tmp, "wb") as f:
-            f.write(built.plan)
-            f.flush()
-            os.fsync(f.fileno())
-        atomic_write_json(manifest_path, manifest)
+    # The engine and its manifest are one artifact: every crash point leaves the old pair or the new one.
+    tmp = make_temporary(engine_path)
+    try:
+        try:
+            with open(tmp, "wb") as f:
+                f.write(built.plan)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as exc:
+            raise ArtifactError(f"cannot write {engine_path}: {first_line(exc)}") from None
+        commit_pair(tmp, engine_path, manifest_path, manifest, sha_key="engine_sha256", size_key="engine_bytes")
+    finally:
+        tmp.unlink(missing_ok=True)
     return EngineArtifact(path=engine_path, manifest_path=manifest_path, manifest=manifest)
