@@ -495,7 +495,7 @@ def quantize_artifact(
     """
     import onnx
 
-    from deploykit._io import atomic_write_json
+    from deploykit._io import commit_pair, folder_lock, make_temporary
     from deploykit.evaluate import _eager_logits, logit_metrics
     from deploykit.export.onnx import artifact_stem, manifest_path_for, sha256_file
 
@@ -519,9 +519,7 @@ def quantize_artifact(
     out.mkdir(parents=True, exist_ok=True)
     final, failed = out / f"{stem}.onnx", out / f"{stem}.failed.onnx"
 
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{stem}.", suffix=".tmp.onnx", dir=out)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp = make_temporary(final, ".onnx")
     try:
         calib_rec = quantize_onnx(fp32.path, tmp, calibration, method=opts.method, samples=opts.samples,
                                   batch_size=opts.batch_size)
@@ -583,19 +581,18 @@ def quantize_artifact(
         manifest["created_utc"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         if not passed:
             manifest["file"] = failed.name
-            os.replace(tmp, failed)
-            atomic_write_json(manifest_path_for(failed), manifest)
+            commit_pair(tmp, failed, manifest_path_for(failed), manifest, sha_key="sha256", size_key="bytes")
             raise ValidationError(
                 f"INT8 accuracy drop {drop:.2f} points > allowed {opts.max_accuracy_drop:g} (fp32 top-1 "
                 f"{fp32_metrics.top1 * 100:.2f}%, INT8 {int8.top1 * 100:.2f}%, agreement {int8.agreement * 100:.2f}%, "
                 f"{calib_rec['method']} on {calib_rec['samples']} samples); {final} was not written, the graph is "
                 f"kept as {failed}"
             )
-        manifest_path_for(final).unlink(missing_ok=True)
-        os.replace(tmp, final)
-        atomic_write_json(manifest_path_for(final), manifest)
-        for stale in (failed, manifest_path_for(failed)):
-            stale.unlink(missing_ok=True)
+        # The file and its manifest are one artifact: every crash point leaves the old pair or the new one.
+        commit_pair(tmp, final, manifest_path_for(final), manifest, sha_key="sha256", size_key="bytes")
+        with folder_lock(out):
+            for stale in (failed, manifest_path_for(failed)):
+                stale.unlink(missing_ok=True)
     finally:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
