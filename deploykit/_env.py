@@ -32,15 +32,31 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def _nvidia_smi() -> dict[str, str] | None:
-    """Clocks, power limit and temperature of GPU 0 as nvidia-smi reports them (read only, never set)."""
+def gpu_uuid(props: Any) -> str | None:
+    """The ``GPU-...`` (or ``MIG-...``) UUID nvidia-smi knows a device by, from torch's device properties.
+
+    torch's ``uuid`` prints without nvidia-smi's ``GPU-`` prefix. The UUID, unlike an index, names the same GPU
+    for torch and nvidia-smi whatever ``CUDA_VISIBLE_DEVICES`` renumbers.
+    """
+    raw = getattr(props, "uuid", None)
+    if raw is None:
+        return None
+    text = str(raw).strip()
+    if not text:
+        return None
+    return text if text.startswith(("GPU-", "MIG-")) else f"GPU-{text}"
+
+
+def _nvidia_smi(uuid: str | None) -> dict[str, str] | None:
+    """Clocks, power limit and temperature of the GPU with ``uuid`` as nvidia-smi reports them (read only, never
+    set); ``None`` without nvidia-smi or without a UUID (never another GPU's figures)."""
     exe = shutil.which("nvidia-smi")
-    if exe is None:
+    if exe is None or not uuid:
         return None
     fields = "name,driver_version,clocks.sm,clocks.max.sm,clocks.mem,power.limit,temperature.gpu"
     try:
         out = subprocess.run(
-            [exe, f"--query-gpu={fields}", "--format=csv,noheader"],
+            [exe, f"--id={uuid}", f"--query-gpu={fields}", "--format=csv,noheader"],
             capture_output=True, text=True, timeout=10, check=True,
         ).stdout.splitlines()
     except (OSError, subprocess.SubprocessError):
@@ -89,7 +105,8 @@ def environment(device: str | None = None) -> dict[str, Any]:
             "multiprocessors": int(props.multi_processor_count),
             "cuda_runtime": torch.version.cuda,
             "cudnn": torch.backends.cudnn.version(),
-            "nvidia_smi": _nvidia_smi(),
+            "uuid": gpu_uuid(props),
+            "nvidia_smi": _nvidia_smi(gpu_uuid(props)),
         }
     return env
 

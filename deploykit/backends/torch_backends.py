@@ -185,7 +185,8 @@ class CudaGraphRunner(EagerRunner):
                 self.model(static_in)
         torch.cuda.current_stream(self.device).wait_stream(side)
         graph = torch.cuda.CUDAGraph()
-        with torch.no_grad(), torch.cuda.graph(graph):
+        # torch.cuda.graph captures on the *current* device's side stream: make it this runner's device.
+        with torch.cuda.device(self.device), torch.no_grad(), torch.cuda.graph(graph):
             static_out = first_tensor(self.model(static_in))
         self._graph, self._static_in, self._static_out = graph, static_in, static_out
         self._key = (tuple(x.shape), x.dtype)

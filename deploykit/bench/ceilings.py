@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from deploykit._io import atomic_write_json
+from deploykit.backends.math_mode import torch_math
 from deploykit.errors import BackendUnavailable
 
 CEILINGS_SCHEMA_VERSION = 1
@@ -71,16 +72,29 @@ def load_cached(path: Path) -> Ceilings | None:
         return None
 
 
-def _median_ms(fn: Any, n: int) -> float:
+def _median_ms(fn: Any, n: int, device: Any) -> float:
+    """Median of ``n`` calls timed with events on ``device``'s current stream (the work is enqueued there: the
+    caller made ``device`` current)."""
     import torch
 
     from deploykit.bench.timing import CudaEventTimer, median
 
-    stream = torch.cuda.current_stream()
+    stream = torch.cuda.current_stream(device)
     for _ in range(3):
         fn()
-    torch.cuda.synchronize()
+    torch.cuda.synchronize(device)
     return median(CudaEventTimer(stream).time(fn, n))
+
+
+def selected_device(device: str | Any = "cuda") -> Any:
+    """``"cuda"`` / ``"cuda:N"`` / a ``torch.device`` -> the ``torch.device`` with its index filled in (the current
+    device for a bare ``"cuda"``), so that every stream, event and synchronization names the same GPU."""
+    import torch
+
+    dev = torch.device(device)
+    if dev.type != "cuda":
+        raise BackendUnavailable(f"ceilings are measured on a CUDA device, not {dev}")
+    return dev if dev.index is not None else torch.device("cuda", torch.cuda.current_device())
 
 
 def measure_ceilings(
@@ -91,25 +105,25 @@ def measure_ceilings(
 
     if not torch.cuda.is_available():
         raise BackendUnavailable("measuring ceilings needs a CUDA GPU and none is available")
-    dev = torch.device(device)
-    src = torch.empty(copy_bytes // 4, dtype=torch.float32, device=dev)
-    dst = torch.empty_like(src)
-    copy_ms = _median_ms(lambda s=src, d=dst: d.copy_(s), iterations)
-    del src, dst
-    tflops: dict[str, float] = {}
-    old = torch.backends.cuda.matmul.allow_tf32
-    try:
-        for prec in MATMUL_DTYPES:
-            dtype = {"fp32": torch.float32, "tf32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[prec]
-            torch.backends.cuda.matmul.allow_tf32 = prec == "tf32"
-            a = torch.randn(matmul_n, matmul_n, device=dev, dtype=dtype)
-            b = torch.randn(matmul_n, matmul_n, device=dev, dtype=dtype)
-            ms = _median_ms(lambda a=a, b=b: torch.mm(a, b), max(5, iterations // 2))
-            tflops[prec] = 2 * matmul_n**3 / (ms / 1e3) / 1e12
-            del a, b
-    finally:
-        torch.backends.cuda.matmul.allow_tf32 = old
-        torch.cuda.empty_cache()
+    dev = selected_device(device)
+    with torch.cuda.device(dev):  # kernels, streams and events all on the selected GPU
+        src = torch.empty(copy_bytes // 4, dtype=torch.float32, device=dev)
+        dst = torch.empty_like(src)
+        copy_ms = _median_ms(lambda s=src, d=dst: d.copy_(s), iterations, dev)
+        del src, dst
+        tflops: dict[str, float] = {}
+        try:
+            for prec in MATMUL_DTYPES:
+                dtype = {"fp32": torch.float32, "tf32": torch.float32, "fp16": torch.float16,
+                         "bf16": torch.bfloat16}[prec]
+                with torch_math(tf32=prec == "tf32"):  # fp32: true fp32 (deploykit.backends.math_mode)
+                    a = torch.randn(matmul_n, matmul_n, device=dev, dtype=dtype)
+                    b = torch.randn(matmul_n, matmul_n, device=dev, dtype=dtype)
+                    ms = _median_ms(lambda a=a, b=b: torch.mm(a, b), max(5, iterations // 2), dev)
+                tflops[prec] = 2 * matmul_n**3 / (ms / 1e3) / 1e12
+                del a, b
+        finally:
+            torch.cuda.empty_cache()
     return Ceilings(
         device_name=torch.cuda.get_device_name(dev),
         copy_gbs=2 * copy_bytes / (copy_ms / 1e3) / 1e9,
@@ -127,10 +141,11 @@ def device_ceilings(device: str = "cuda", *, cache_dir: Path | None = None, refr
 
     if not torch.cuda.is_available():
         raise BackendUnavailable("measured ceilings need a CUDA GPU and none is available")
-    path = cache_path(torch.cuda.get_device_name(torch.device(device)), torch.__version__, cache_dir)
+    dev = selected_device(device)
+    path = cache_path(torch.cuda.get_device_name(dev), torch.__version__, cache_dir)
     cached = None if refresh else load_cached(path)
     if cached is not None:
         return cached
-    result = measure_ceilings(device)
+    result = measure_ceilings(str(dev))
     atomic_write_json(path, result.to_dict())
     return result

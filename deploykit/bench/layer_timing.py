@@ -1,11 +1,14 @@
 """Measured per-layer time: kernel time attributed to the profiler's rows with ``torch.profiler``.
 
 Each row of :func:`deploykit.profile.profile_module` runs inside ``torch.profiler.record_function``; the
-profiler's correlation of CUDA kernels with the host ranges that launched them gives the **GPU kernel time of
-each row** (``device_time_total``), averaged over the iterations. Launch gaps between kernels are not in any
-row: the sum of the rows is compared with the end-to-end forward latency timed with CUDA events (without the
-profiler), and the difference is reported as overhead. On the CPU the same mechanism attributes CPU time (used
-by the tests; the CLI measures on CUDA only).
+profiler correlates every CUDA kernel with the host op that launched it. :func:`attribute_time` walks the
+recorded events and adds each kernel's duration to the innermost row label enclosing its launching op: the
+**GPU kernel time of each row**, averaged over the iterations. (``key_averages()`` is not used: in torch 2.14 it
+groups by name *and* device type, so a label yields a CPU row and a ``gpu_user_annotation`` row -- the GPU span
+from the first to the last kernel, launch gaps included -- and a dict keyed by name keeps whichever comes last.)
+Launch gaps between kernels are in no row: the sum of the rows is compared with the end-to-end forward latency
+timed with CUDA events (without the profiler), and the difference is reported as overhead. On the CPU the same
+walk attributes each op's self CPU time (used by the tests; the CLI measures on CUDA only).
 
 With the device's measured ceilings (:mod:`deploykit.bench.ceilings`), each row gets achieved FLOP/s and
 achieved bandwidth (``flops / time``, ``traffic_bytes / time``) and their fractions of the ceilings.
@@ -13,10 +16,12 @@ achieved bandwidth (``flops / time``, ``traffic_bytes / time``) and their fracti
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from deploykit.backends.math_mode import torch_math
 from deploykit.errors import BackendUnavailable, InvalidInput
 from deploykit.profile.types import ModelProfile
 
@@ -88,11 +93,40 @@ def achieved(profile: ModelProfile, times: LayerTimes, ceilings: Any | None) -> 
     return tuple(out)
 
 
-def _device_time_us(event: Any, cuda: bool) -> float:
-    if cuda:
-        value = getattr(event, "device_time_total", None) or getattr(event, "cuda_time_total", 0.0)
-        return float(value or 0.0)
-    return float(event.cpu_time_total)
+def _is_host(event: Any) -> bool:
+    """A host (CPU) event of the profiler's tree: not a kernel, not a ``gpu_user_annotation`` span."""
+    from torch.autograd import DeviceType
+
+    return event.device_type == DeviceType.CPU and not getattr(event, "is_async", False)
+
+
+def attribute_time(events: Iterable[Any], labels: Collection[str], *, device: bool) -> dict[str, float]:
+    """Microseconds per label: the time of the work done inside each ``record_function`` label.
+
+    ``events`` are the profiler's ``FunctionEvent`` objects (``prof.events()``): host events with ``cpu_parent``
+    links, ``kernels`` (the device kernels each op launched, correlated by the profiler) and
+    ``self_cpu_time_total``. With ``device`` every kernel's duration goes to the innermost label among its
+    launching op and that op's ancestors (a label nested in another keeps its own kernels); without it, each host
+    event's self CPU time does. Device-side events (kernels, ``gpu_user_annotation`` spans) are not counted
+    themselves: their time arrives through the host op that launched them. Labels with no work are absent.
+    """
+    wanted = set(labels)
+    totals: dict[str, float] = {}
+    for ev in events:
+        if not _is_host(ev):
+            continue
+        if device:
+            own = float(sum(k.duration for k in getattr(ev, "kernels", ()) or ()))
+        else:
+            own = float(ev.self_cpu_time_total)
+        if own <= 0:
+            continue
+        node = ev
+        while node is not None and not (node.name in wanted and _is_host(node)):
+            node = node.cpu_parent
+        if node is not None:
+            totals[node.name] = totals.get(node.name, 0.0) + own
+    return totals
 
 
 def measure_layers(
@@ -120,48 +154,45 @@ def measure_layers(
 
     if dtype not in _TORCH_DTYPES:
         raise InvalidInput(f"measured timing supports {', '.join(_TORCH_DTYPES)}; got {dtype!r}")
-    cuda = torch.device(device).type == "cuda"
+    dev = torch.device(device)
+    cuda = dev.type == "cuda"
     if cuda and not torch.cuda.is_available():
         raise BackendUnavailable("--measure needs a CUDA GPU and none is available (the profile itself runs without one)")
+    if cuda and dev.index is None:
+        dev = torch.device("cuda", torch.cuda.current_device())
     torch.manual_seed(seed)
-    module, spec = create_model(model, device=device, **overrides)
+    module, spec = create_model(model, device=dev, **overrides)
     tdtype = getattr(torch, _TORCH_DTYPES[dtype])
     module = module.to(tdtype)
-    x = torch.randn(spec.batch_shape(batch_size), device=device, dtype=tdtype)
-    old = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = dtype == "tf32"
-    try:
-        with torch.inference_mode():
-            for _ in range(warmup):
-                module(x)
+    x = torch.randn(spec.batch_shape(batch_size), device=dev, dtype=tdtype)
+    # fp32 is true fp32 (deploykit.backends.math_mode); tf32 allows TF32 in matmuls and convolutions.
+    on_device = torch.cuda.device(dev) if cuda else contextlib.nullcontext()
+    with torch_math(tf32=dtype == "tf32"), on_device, torch.inference_mode():
+        for _ in range(warmup):
+            module(x)
+        if cuda:
+            torch.cuda.synchronize(dev)
+        timer = CudaEventTimer(torch.cuda.current_stream(dev)) if cuda else HostTimer()
+        e2e = median(timer.time(lambda: module(x), iterations))
+        labels: dict[str, str] = {}
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+        prof_result = None
+        with profile(activities=activities) as prof:
+            for i in range(iterations):
+                got: dict[str, str] = {}
+                result = profile_module(module, x, name=spec.name, dtype=dtype, spec=spec.to_dict(),
+                                        row_scope=record_function, labels=got, unfused_attention=False)
+                if i == 0:
+                    prof_result, labels = result, got
             if cuda:
-                torch.cuda.synchronize()
-            timer = CudaEventTimer(torch.cuda.current_stream()) if cuda else HostTimer()
-            e2e = median(timer.time(lambda: module(x), iterations))
-            labels: dict[str, str] = {}
-            activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
-            prof_result = None
-            with profile(activities=activities) as prof:
-                for i in range(iterations):
-                    got: dict[str, str] = {}
-                    result = profile_module(module, x, name=spec.name, dtype=dtype, spec=spec.to_dict(),
-                                            row_scope=record_function, labels=got, unfused_attention=False)
-                    if i == 0:
-                        prof_result, labels = result, got
-                if cuda:
-                    torch.cuda.synchronize()
-    finally:
-        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = old
+                torch.cuda.synchronize(dev)
     assert prof_result is not None
-    per_label: dict[str, float] = {}
-    for ev in prof.key_averages():
-        if ev.key in labels:
-            per_label[ev.key] = _device_time_us(ev, cuda) / 1e3 / iterations
-    layer_ms = {labels[k]: v for k, v in per_label.items()}
+    per_label = attribute_time(prof.events(), labels, device=cuda)
+    layer_ms = {labels[k]: v / 1e3 / iterations for k, v in per_label.items()}
     missing = tuple(r.name for r in prof_result.layers if r.name not in layer_ms and r.traffic_bytes)
-    name = torch.cuda.get_device_name(torch.device(device)) if cuda else "cpu"
-    method = ("torch.profiler: CUDA kernel time per row (record_function ranges)" if cuda
-              else "torch.profiler: CPU time per row (record_function ranges)")
+    name = torch.cuda.get_device_name(dev) if cuda else "cpu"
+    method = ("torch.profiler: CUDA kernel time summed per row (kernels under each record_function label)" if cuda
+              else "torch.profiler: self CPU time summed per row (ops under each record_function label)")
     return prof_result, LayerTimes(
         model=spec.name, device_name=name, dtype=dtype, batch_size=batch_size, method=method,
         iterations=iterations, layer_ms=layer_ms, end_to_end_ms=e2e, unattributed_rows=missing,

@@ -125,6 +125,9 @@ def _sweep_settings(device: torch.device, threads: int | None) -> Iterator[dict[
             regime["cpu_threads"] = torch.get_num_threads()
             regime["ort_threads"] = threads if threads is not None and device.type == "cpu" else "default"
             if device.type == "cuda":
+                # The selected GPU is the current one for the whole sweep: libraries that use the current device
+                # (TensorRT's execution context, CUDA-graph capture, Inductor) work on the one being measured.
+                stack.enter_context(torch.cuda.device(device))
                 torch.backends.cudnn.benchmark = True
                 stack.enter_context(true_fp32())
                 regime["cudnn_benchmark"] = True

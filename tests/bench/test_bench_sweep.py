@@ -444,12 +444,18 @@ def test_time_cell_calls_after_warmup_between_warm_up_and_timed_calls() -> None:
     assert calls[calls.index("reset") + 1 :].count("call") >= 6  # the timed calls come after it
 
 
-def test_cuda_sweep_runs_in_true_fp32_and_records_it() -> None:
-    # Flags only: this runs without a GPU. The cuDNN convolutions default to TF32 in torch 2.14.
+def test_cuda_sweep_runs_in_true_fp32_on_the_selected_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Flags only: this runs without a GPU (torch.cuda.device is recorded, not entered). The cuDNN convolutions
+    # default to TF32 in torch 2.14.
+    import contextlib
+
     from deploykit.backends.math_mode import torch_fp32_math
 
+    made_current: list[torch.device] = []
+    monkeypatch.setattr(torch.cuda, "device", lambda d: made_current.append(d) or contextlib.nullcontext())
     before = torch_fp32_math()
-    with _sweep_settings(torch.device("cuda"), None) as regime:
+    with _sweep_settings(torch.device("cuda", 1), None) as regime:
+        assert made_current == [torch.device("cuda", 1)]
         assert torch_fp32_math() == {"matmul": "ieee", "conv": "ieee", "rnn": "ieee"}
         assert regime["fp32_math"]["policy"] == "ieee"
         assert regime["fp32_math"]["torch"] == {"matmul": "ieee", "conv": "ieee", "rnn": "ieee"}

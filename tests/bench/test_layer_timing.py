@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from deploykit.bench.ceilings import Ceilings, cache_path, load_cached
 from deploykit.bench.layer_timing import LayerTimes, achieved, measure_layers
@@ -64,3 +65,75 @@ def test_measure_layers_on_cuda() -> None:
     assert 0 < times.layers_total_ms <= times.end_to_end_ms * 1.5
     ceil = device_ceilings()
     assert ceil.copy_gbs > 100 and ceil.matmul_tflops["fp16"] > 10
+
+
+# ------------------------------------------------------------------------------- attribution of kernel time
+def _recorded_trace() -> list:
+    """A real profiler trace recorded on the CPU: two iterations of a label "outer" (a matmul) with a nested
+    label "inner" (a relu), as ``prof.events()`` returns them (host events with their cpu_parent links)."""
+    from torch.profiler import ProfilerActivity, profile, record_function
+
+    x = torch.randn(32, 32)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(2):
+            with record_function("outer"):
+                y = x @ x
+                with record_function("inner"):
+                    torch.relu(y)
+    return list(prof.events())
+
+
+def _as_on_cuda(events: list) -> list:
+    """The same trace as the profiler records it on CUDA: kernels appended to the ops that launched them (what
+    torch's kineto parsing does with the correlation ids) and a ``gpu_user_annotation`` device event per label
+    occurrence, spanning from its first to its last kernel with launch gaps included."""
+    from torch.autograd import DeviceType
+    from torch.autograd.profiler_util import FunctionEvent
+
+    out = list(events)
+    for ev in events:
+        if ev.name == "aten::mm":
+            ev.append_kernel("sm90_xmma_gemm", 0, 30.0)
+            ev.append_kernel("splitK_reduce", 0, 10.0)
+        elif ev.name == "aten::clamp_min":
+            ev.append_kernel("elementwise_kernel", 0, 5.0)
+    for i, (name, span) in enumerate([("outer", 80.0), ("inner", 9.0)] * 2):
+        out.append(FunctionEvent(id=10_000 + i, name=name, thread=0, start_us=0.0, end_us=span,
+                                 device_type=DeviceType.CUDA, use_device="cuda", is_user_annotation=True,
+                                 stack=[], input_shapes=[]))
+    return out
+
+
+def test_kernels_are_summed_under_each_label() -> None:
+    from torch.autograd.profiler_util import EventList
+
+    from deploykit.bench.layer_timing import attribute_time
+
+    events = _as_on_cuda(_recorded_trace())
+    got = attribute_time(events, {"outer", "inner"}, device=True)
+    # per label: its own kernels only (the nested label keeps the relu's), over both iterations
+    assert got == {"outer": pytest.approx(2 * 40.0), "inner": pytest.approx(2 * 5.0)}
+    # The old reading: key_averages() has two rows per label (CPU and gpu_user_annotation) and the dict kept
+    # the last one, here the annotation span with launch gaps (and "outer" would include "inner").
+    averaged = EventList(events, use_device="cuda")
+    averaged._tree_built = True  # the host tree was built by the profiler; the device rows have no children
+    old: dict[str, float] = {}
+    for row in averaged.key_averages():
+        if row.key in ("outer", "inner"):
+            old[row.key] = row.device_time_total
+    assert sum(1 for row in averaged.key_averages() if row.key == "outer") == 2
+    assert old == {"outer": pytest.approx(2 * 80.0), "inner": pytest.approx(2 * 9.0)} != got
+
+
+def test_cpu_time_is_attributed_to_the_innermost_label() -> None:
+    from deploykit.bench.layer_timing import attribute_time
+
+    events = _recorded_trace()
+    got = attribute_time(events, {"outer", "inner"}, device=False)
+    by_name: dict[str, float] = {}
+    for e in events:
+        by_name[e.name] = by_name.get(e.name, 0.0) + e.self_cpu_time_total
+    assert got["inner"] == pytest.approx(by_name["inner"] + by_name["aten::relu"] + by_name["aten::clamp_min"])
+    assert got["outer"] == pytest.approx(sum(by_name.values()) - got["inner"])
+    assert got["outer"] >= by_name["aten::mm"]
+    assert attribute_time(events, {"no-such-label"}, device=False) == {}
