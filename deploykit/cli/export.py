@@ -24,7 +24,7 @@ MODEL is a registered name (`deploykit list`) or an import path `pkg.module:Clas
 
 [bold]--int8[/]: post-training static quantization of the validated fp32 graph with ONNX Runtime into `<model>-int8[...].onnx`: QDQ format, int8 weights per channel and int8 activations per tensor, both symmetric (zero point 0, what TensorRT's explicit quantization takes), fp32 biases. Calibrated on real data only: the TRAIN split of --calib-data (mnist1d, digits, an .npz with x/y and optionally x_test/y_test, or an image folder; a single-set file is split 80/20, stratified, seed 0), --calib-samples of them (default 512), --calib-method minmax | entropy | percentile. Validated on the TEST split (of --calib-data; of --data when given), which must not share a sample with the calibration data: top-1 of INT8 against eager fp32, top-1 agreement, logit errors. An accuracy drop above --max-accuracy-drop (default 1.0 percentage point) keeps the graph only as `<stem>.failed.onnx` and exits 1 with the measured drop; with random weights (no --weights) the check is inconclusive (accuracy is at chance level). --int8 without --calib-data is refused (exit 2): deploykit never calibrates on random data.
 
-[bold]TensorRT[/]: --fp16 builds a strongly typed engine from the fp16 graph, --int8 one from the Q/DQ graph (TensorRT 10 and 11: the scales come from the ONNX); --bf16 (TensorRT 10.0-10.11 only) from the fp32 graph; --min-batch, --opt-batch and --max-batch need --dynamic-batch. Without TensorRT the engine is skipped with one line (exit 0; exit 3 when --format trt was asked for).
+[bold]TensorRT[/]: --fp16 builds a strongly typed engine from the fp16 graph, --int8 one from the Q/DQ graph (TensorRT 10 and 11: the scales come from the ONNX); --bf16 (TensorRT 10.0-10.11 only) from the fp32 graph; --min-batch, --opt-batch and --max-batch imply --dynamic-batch. Without TensorRT the engine is skipped with one line (exit 0; exit 3 when --format trt was asked for).
 """
 
 
@@ -182,9 +182,9 @@ def export(
         bool, typer.Option("--allow-calib-overlap", help="--int8: calibrate even when calibration samples also "
                            "appear in the evaluation split (the manifest says so).")
     ] = False,
-    min_batch: Annotated[int | None, typer.Option(help="TensorRT profile: smallest batch.")] = None,
-    opt_batch: Annotated[int | None, typer.Option(help="TensorRT profile: batch to tune for.")] = None,
-    max_batch: Annotated[int | None, typer.Option(help="TensorRT profile: largest batch.")] = None,
+    min_batch: Annotated[int | None, typer.Option(help="TensorRT profile: smallest batch (implies --dynamic-batch).")] = None,
+    opt_batch: Annotated[int | None, typer.Option(help="TensorRT profile: batch to tune for (implies --dynamic-batch).")] = None,
+    max_batch: Annotated[int | None, typer.Option(help="TensorRT profile: largest batch (implies --dynamic-batch).")] = None,
     workspace_gb: Annotated[float | None, typer.Option(help="TensorRT workspace limit in GiB.")] = None,
     timing_cache: Annotated[
         Path | None, typer.Option(help="TensorRT timing cache file (reused, updated).")
@@ -210,10 +210,13 @@ def export(
     precision = "fp16" if fp16 else "bf16" if bf16 else "int8" if int8 else "fp32"
     if batch_size is not None and dynamic_batch:
         raise InvalidInput("--batch-size fixes the batch and --dynamic-batch makes it symbolic: choose one")
-    if any(v is not None for v in (min_batch, opt_batch, max_batch)) and not dynamic_batch:
-        raise InvalidInput(
-            "--min-batch/--opt-batch/--max-batch shape a dynamic-batch engine: add --dynamic-batch"
-        )
+    if any(v is not None for v in (min_batch, opt_batch, max_batch)):
+        if batch_size is not None:
+            raise InvalidInput(
+                "--min-batch/--opt-batch/--max-batch shape a dynamic-batch engine and --batch-size fixes the batch: "
+                "choose one"
+            )
+        dynamic_batch = True  # a batch range needs a symbolic batch: implied, as the help says
     if batch_size is not None and batch_size < 1:
         raise InvalidInput(f"--batch-size must be a positive integer, got {batch_size}")
     from deploykit._io import check_output_dir

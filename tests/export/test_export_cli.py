@@ -49,6 +49,12 @@ def test_explicit_trt_format_without_tensorrt_fails_after_writing_onnx(tmp_path,
     assert load_onnx_artifact(tmp_path / "mnist1d-cnn-dynamic.onnx").manifest["batch"]["dynamic"] is True
 
 
+def test_a_batch_range_implies_a_dynamic_batch(tmp_path, no_tensorrt) -> None:
+    res = _run("mnist1d-cnn", "--out", str(tmp_path), "--max-batch", "16")
+    assert res.exit_code == 0, res.output
+    assert load_onnx_artifact(tmp_path / "mnist1d-cnn-dynamic.onnx").manifest["batch"]["dynamic"] is True
+
+
 def test_onnx_only_format_prints_no_tensorrt_line(tmp_path, no_tensorrt) -> None:
     res = _run("mnist1d-cnn", "--out", str(tmp_path), "--format", "onnx", "--fp16", "--batch-size", "2")
     assert res.exit_code == 0, res.output
@@ -64,7 +70,7 @@ def test_onnx_only_format_prints_no_tensorrt_line(tmp_path, no_tensorrt) -> None
         (["no-such-model"], "unknown model"),
         (["lenet", "--fp16", "--bf16"], "choose one of"),
         (["lenet", "--batch-size", "2", "--dynamic-batch"], "choose one"),
-        (["lenet", "--max-batch", "8"], "add --dynamic-batch"),
+        (["lenet", "--batch-size", "2", "--max-batch", "8"], "choose one"),
         (["lenet", "--format", "onnx", "--bf16"], "add trt to --format"),
         (["lenet", "--int8"], "--int8 needs real calibration data"),
         (["lenet", "--format", "tflite"], "unknown format"),
