@@ -27,21 +27,16 @@ from torch import nn
 
 from deploykit.backends.base import Runner
 from deploykit.errors import BackendUnavailable, InvalidInput
+from deploykit.precision import TORCH_PRECISIONS, Precision
 
 #: Compile modes accepted by :class:`CompileRunner` (``torch.compile``'s own names).
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
-_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-
-
-def torch_dtype(precision: str | torch.dtype) -> torch.dtype:
-    """``"fp32" | "fp16" | "bf16"`` (or a torch dtype) -> the torch dtype."""
+def torch_dtype(precision: str | Precision | torch.dtype) -> torch.dtype:
+    """``"fp32" | "fp16" | "bf16"`` (a :class:`~deploykit.precision.Precision`, or a torch dtype) -> the torch dtype."""
     if isinstance(precision, torch.dtype):
         return precision
-    try:
-        return _DTYPES[precision]
-    except KeyError:
-        raise InvalidInput(f"unknown precision {precision!r}; use one of {', '.join(_DTYPES)}") from None
+    return Precision.parse(precision, allowed=TORCH_PRECISIONS).torch_dtype
 
 
 def default_compile_mode(device: str | torch.device) -> str:

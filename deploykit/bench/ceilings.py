@@ -16,9 +16,10 @@ from typing import Any
 from deploykit._io import atomic_write_json
 from deploykit.backends.math_mode import torch_math
 from deploykit.errors import BackendUnavailable
+from deploykit.precision import Precision
 
 CEILINGS_SCHEMA_VERSION = 1
-MATMUL_DTYPES = ("fp32", "tf32", "fp16", "bf16")
+MATMUL_DTYPES = Precision.names(Precision.FP32, Precision.TF32, Precision.FP16, Precision.BF16)
 
 
 @dataclass(frozen=True)
@@ -114,8 +115,7 @@ def measure_ceilings(
         tflops: dict[str, float] = {}
         try:
             for prec in MATMUL_DTYPES:
-                dtype = {"fp32": torch.float32, "tf32": torch.float32, "fp16": torch.float16,
-                         "bf16": torch.bfloat16}[prec]
+                dtype = Precision(prec).torch_dtype
                 with torch_math(tf32=prec == "tf32"):  # fp32: true fp32 (deploykit.backends.math_mode)
                     a = torch.randn(matmul_n, matmul_n, device=dev, dtype=dtype)
                     b = torch.randn(matmul_n, matmul_n, device=dev, dtype=dtype)

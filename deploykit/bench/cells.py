@@ -30,6 +30,7 @@ from deploykit.backends.torch_backends import (
 from deploykit.bench.cache import BenchCache
 from deploykit.errors import BackendUnavailable
 from deploykit.models import ModelSpec
+from deploykit.precision import Precision
 
 
 @dataclass(frozen=True)
@@ -200,7 +201,7 @@ def trt_factory(ctx: CellContext) -> Prepared:
     # TensorRT 10.12+ / 11 are strongly typed: an fp16 engine comes from an fp16 ONNX graph. There is no bf16
     # export; bf16 goes through the fp32 graph, which build_engine builds only where TensorRT still has the
     # precision flags (10.0-10.11) and refuses elsewhere (reported as a skipped cell).
-    onnx_precision = "fp16" if ctx.precision == "fp16" else "fp32"
+    onnx_precision = Precision.parse(ctx.precision).onnx_graph
     onnx_art, _ = cached_onnx(ctx, onnx_precision)
     label, key = _artifact_key(ctx, ctx.precision)
     key = {**key, "gpu": gpu.name, "cc": gpu.compute_capability, "cuda": gpu.cuda, "tensorrt": trt_version}

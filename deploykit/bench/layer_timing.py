@@ -23,9 +23,10 @@ from typing import Any
 
 from deploykit.backends.math_mode import torch_math
 from deploykit.errors import BackendUnavailable, InvalidInput
+from deploykit.precision import Precision
 from deploykit.profile.types import ModelProfile
 
-_TORCH_DTYPES = {"fp32": "float32", "tf32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+_TORCH_DTYPES = Precision.names(Precision.FP32, Precision.TF32, Precision.FP16, Precision.BF16)
 
 
 @dataclass(frozen=True)
@@ -162,7 +163,7 @@ def measure_layers(
         dev = torch.device("cuda", torch.cuda.current_device())
     torch.manual_seed(seed)
     module, spec = create_model(model, device=dev, **overrides)
-    tdtype = getattr(torch, _TORCH_DTYPES[dtype])
+    tdtype = Precision(dtype).torch_dtype
     module = module.to(tdtype)
     x = torch.randn(spec.batch_shape(batch_size), device=dev, dtype=tdtype)
     # fp32 is true fp32 (deploykit.backends.math_mode); tf32 allows TF32 in matmuls and convolutions.

@@ -216,7 +216,7 @@ def compare_cell(current: CellResult, baseline: CellResult, tolerance: float) ->
         notes.append("unreliable: noise > 25%")
     if current.correct is False and baseline.correct is not False:
         status = "wrong"
-        notes.append(f"output now wrong (rel err {current.max_rel_err} > {current.tolerance})")
+        notes.append(f"output now wrong (rel err {current.max_rel_error} > {current.tolerance})")
     return CellComparison(
         **base,
         status=status,

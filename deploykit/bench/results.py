@@ -35,9 +35,9 @@ class CellResult:
 
     Times are milliseconds (``first_call_ms``) or seconds (``prepare_s``: export / engine build / model
     placement before the first call; ``setup_s`` adds the first call, which is where ``torch.compile`` compiles).
-    ``max_abs_err`` and ``max_rel_err`` compare this backend's output with eager fp32 on the same input;
-    ``max_rel_err`` is ``max|out - ref| / max|ref|`` (relative to the output's scale, so near-zero logits do
-    not blow it up) and ``correct`` is ``max_rel_err <= tolerance``. ``speedup_vs_eager`` divides the eager
+    ``max_abs_error`` and ``max_rel_error`` compare this backend's output with eager fp32 on the same input;
+    ``max_rel_error`` is ``max|out - ref| / max|ref|`` (relative to the output's scale, so near-zero logits do
+    not blow it up) and ``correct`` is ``max_rel_error <= tolerance``. ``speedup_vs_eager`` divides the eager
     median of the same model, precision and batch by this cell's median.
 
     Memory (CUDA only) is the steady state of inference: ``peak_mem_bytes`` is the device memory the runner
@@ -66,8 +66,8 @@ class CellResult:
     peak_mem_bytes: int | None = None
     peak_mem_method: str | None = None
     setup_peak_mem_bytes: int | None = None
-    max_abs_err: float | None = None
-    max_rel_err: float | None = None
+    max_abs_error: float | None = None
+    max_rel_error: float | None = None
     tolerance: float | None = None
     correct: bool | None = None
     top1_agreement: float | None = None
@@ -115,8 +115,8 @@ class CellResult:
             "speedup_vs_eager": self.speedup_vs_eager,
             "noise": self.timing.noise if self.timing else None,
             "correct": self.correct,
-            "max_abs_err": _finite(self.max_abs_err),
-            "max_rel_err": _finite(self.max_rel_err),
+            "max_abs_error": _finite(self.max_abs_error),
+            "max_rel_error": _finite(self.max_rel_error),
             "tolerance": self.tolerance,
             "top1_agreement": self.top1_agreement,
             "first_call_ms": self.first_call_ms,
@@ -158,8 +158,9 @@ class CellResult:
             peak_mem_bytes=d.get("peak_mem_bytes"),
             peak_mem_method=d.get("peak_mem_method"),
             setup_peak_mem_bytes=d.get("setup_peak_mem_bytes"),
-            max_abs_err=d.get("max_abs_err"),
-            max_rel_err=d.get("max_rel_err"),
+            # files written before the keys were unified with the export's validation records say *_err
+            max_abs_error=d.get("max_abs_error", d.get("max_abs_err")),
+            max_rel_error=d.get("max_rel_error", d.get("max_rel_err")),
             tolerance=d.get("tolerance"),
             correct=d.get("correct"),
             top1_agreement=d.get("top1_agreement"),

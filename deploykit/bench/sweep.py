@@ -9,7 +9,7 @@ in :func:`deploykit.backends.math_mode.true_fp32`, recorded as the regime's ``fp
 2. the input is staged once (device, dtype, layout, static buffer) -- outside timing, like host↔device
    transfers (``transfers_included`` is false);
 3. the first call is timed on its own (``first_call_ms``: lazy init, algorithm search, ``torch.compile``);
-4. the output of the next call is compared with the reference (``max_abs_err``, ``max_rel_err``, ``correct``);
+4. the output of the next call is compared with the reference (``max_abs_error``, ``max_rel_error``, ``correct``);
 5. warm-up until stable, then ``repeats`` × ``iterations`` timed calls (:mod:`deploykit.bench.timing`);
 6. device memory (:class:`MemoryProbe`): the steady-state peak of the timed calls (``peak_mem_bytes``, peak
    statistics reset after the warm-up, baseline read after the factory) and the one-time setup peak up to the
@@ -46,17 +46,19 @@ from deploykit.bench.spec import BenchSpec
 from deploykit.bench.timing import CudaEventTimer, HostTimer, Timer, time_cell, time_first_call
 from deploykit.errors import BackendUnavailable, DeploykitError, InvalidInput
 from deploykit.models import create_model
-
-#: Output tolerance: ``max|out - ref| / max|ref|`` against eager fp32. fp32 is true fp32 on every backend (the
-#: sweep turns TF32 off in torch, ONNX Runtime sessions ask for ``use_tf32=0``, TensorRT engines clear the TF32
-#: flag: :mod:`deploykit.backends.math_mode`), so fp32 cells are held to the export's fp32 tolerance on CUDA too;
-#: TF32 alone would be 5e-4 to 1e-3 of the output scale.
-_TOLERANCE = {("cpu", "fp32"): 1e-4, ("cuda", "fp32"): 1e-4, ("*", "fp16"): 3e-2, ("*", "bf16"): 1e-1}
+from deploykit.precision import Precision
 
 
-def output_tolerance(precision: str, device_type: str) -> float:
-    """The ``max_rel_err`` a backend may have at ``precision`` on ``device_type`` and still be correct."""
-    return _TOLERANCE.get((device_type, precision), _TOLERANCE.get(("*", precision), 1e-2))
+def output_tolerance(precision: str | Precision, device_type: str) -> float:
+    """The ``max_rel_error`` a backend may have at ``precision`` on ``device_type`` and still be correct.
+
+    The precision's own validation tolerance (:attr:`deploykit.precision.Precision.tolerance`, the one the ONNX
+    export and the TensorRT build are validated with), on every device: fp32 is true fp32 on every backend (the
+    sweep turns TF32 off in torch, ONNX Runtime sessions ask for ``use_tf32=0``, TensorRT engines clear the TF32
+    flag: :mod:`deploykit.backends.math_mode`); TF32 alone would be 5e-4 to 1e-3 of the output scale.
+    """
+    del device_type  # the same table on every device (kept in the signature for callers)
+    return Precision.parse(precision).tolerance.rtol
 
 
 @dataclass(frozen=True)
@@ -169,28 +171,28 @@ def _reference(module: torch.nn.Module, x: torch.Tensor, device: torch.device) -
 
 
 def compare_outputs(out: torch.Tensor, ref: torch.Tensor, tolerance: float) -> dict[str, Any]:
-    """``max_abs_err``, ``max_rel_err`` (= max abs error / max |ref|), ``correct`` and top-1 agreement.
+    """``max_abs_error``, ``max_rel_error`` (= max abs error / max |ref|), ``correct`` and top-1 agreement.
 
     The rule is :func:`deploykit.export.validate.compare_outputs` with ``rtol=tolerance``; a shape mismatch
     marks the cell wrong instead of raising, so the sweep goes on.
     """
     from deploykit.errors import ValidationError
-    from deploykit.export.validate import Tolerance
     from deploykit.export.validate import compare_outputs as compare
+    from deploykit.precision import Tolerance
 
     try:
         rec = compare(out, ref, Tolerance(atol=0.0, rtol=tolerance))
     except ValidationError:
         return {
-            "max_abs_err": None,
-            "max_rel_err": None,
+            "max_abs_error": None,
+            "max_rel_error": None,
             "correct": False,
             "top1_agreement": None,
             "mismatch": f"output shape {tuple(out.shape)} != eager {tuple(ref.shape)}",
         }
     return {
-        "max_abs_err": rec["max_abs_error"],
-        "max_rel_err": rec["max_rel_error"],
+        "max_abs_error": rec["max_abs_error"],
+        "max_rel_error": rec["max_rel_error"],
         "correct": rec["passed"],
         "top1_agreement": rec["top1_agreement"],
     }
@@ -377,8 +379,8 @@ def run_cell(
             peak_mem_bytes=peak,
             peak_mem_method=method,
             setup_peak_mem_bytes=setup_peak,
-            max_abs_err=acc["max_abs_err"],
-            max_rel_err=acc["max_rel_err"],
+            max_abs_error=acc["max_abs_error"],
+            max_rel_error=acc["max_rel_error"],
             tolerance=tol,
             correct=acc["correct"],
             top1_agreement=acc["top1_agreement"],

@@ -282,6 +282,7 @@ def export(
 
     from deploykit.export.onnx import export_module
     from deploykit.models import create_model
+    from deploykit.precision import Precision
 
     overrides: dict[str, Any] = {
         "num_classes": num_classes,
@@ -301,7 +302,7 @@ def export(
         module,
         spec,
         out_dir=out,
-        precision="fp16" if precision == "fp16" else "fp32",
+        precision=Precision(precision).onnx_graph,
         batch_size=batch_size or 1,
         dynamic_batch=dynamic_batch,
         opset=opset,

@@ -24,7 +24,6 @@ import contextlib
 import math
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -42,42 +41,16 @@ from deploykit.backends.ort import (  # noqa: F401  (re-exported: this module's 
     require_cuda_provider,
 )
 from deploykit.errors import InvalidInput, ValidationError
+from deploykit.precision import Precision, Tolerance
 
 #: The numbers are for the shape of the rule above (relative to the output's scale).
 CRITERION = "max_abs_error <= atol + rtol * ref_max_abs (per output; ref_max_abs = max |eager output|)"
 
 
-@dataclass(frozen=True)
-class Tolerance:
-    """``atol`` (absolute floor, for an all-zero reference) and ``rtol`` (relative to the output's scale).
-
-    See the module docstring for the rule; element-wise use of these numbers is *not* what they were set for.
-    """
-
-    atol: float
-    rtol: float
-
-    def allowed(self, ref_max_abs: float) -> float:
-        """The largest ``max_abs_error`` that passes for a reference of magnitude ``ref_max_abs``."""
-        return self.atol + self.rtol * ref_max_abs
-
-    def to_dict(self) -> dict[str, float]:
-        return {"atol": self.atol, "rtol": self.rtol}
-
-
-#: Per-precision tolerances. fp32: measured errors on the zoo are below 2e-6 of the output scale (ONNX Runtime's
-#: kernels sum in other orders than PyTorch's); 1e-4 leaves room for deep nets and other CPUs while a real export
-#: bug (a wrong constant, a missing layer) is orders of magnitude above it. fp16: rounding the input, the weights and
-#: the output to fp16 alone costs about 7e-4 of the scale on the zoo (eager fp16 vs fp32); 1e-2 leaves room for fp16
-#: accumulation on the GPU. ``atol`` is tiny on purpose: outputs of random-init models can be 1e-10 in size, and a
-#: larger floor would pass them whatever the graph computes.
-#: bf16 keeps 8 mantissa bits to fp16's 11, so its rounding error is 8x larger; int8 (TensorRT engines from real
-#: calibration data or Q/DQ graphs) is judged loosely here and by the recorded top-1 agreement.
+#: Per-precision tolerances, from :class:`deploykit.precision.Precision` (where the numbers are explained): one table
+#: for the ONNX export, the TensorRT engine and the benchmark cells.
 TOLERANCES: dict[str, Tolerance] = {
-    "fp32": Tolerance(atol=1e-12, rtol=1e-4),
-    "fp16": Tolerance(atol=1e-12, rtol=1e-2),
-    "bf16": Tolerance(atol=1e-12, rtol=8e-2),
-    "int8": Tolerance(atol=1e-12, rtol=1.5e-1),
+    p.value: p.tolerance for p in (Precision.FP32, Precision.FP16, Precision.BF16, Precision.INT8)
 }
 
 #: The largest finite fp16 value and the smallest normal one (below it fp16 loses precision, then becomes 0).

@@ -17,11 +17,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from deploykit.errors import InvalidInput
+from deploykit.precision import Precision
 from deploykit.profile.devices import DevicePreset, get_device
 from deploykit.profile.findings import Findings, findings
 from deploykit.profile.memory import check_optimizer, inference_memory, training_memory
 from deploykit.profile.roofline import RooflineProfile, roofline
-from deploykit.profile.types import DTYPE_BYTES, LayerProfile, ModelProfile
+from deploykit.profile.types import LayerProfile, ModelProfile
 
 COMPARE_SCHEMA = "deploykit.compare"
 COMPARE_SCHEMA_VERSION = 1
@@ -50,8 +51,7 @@ class CompareOptions:
     def __post_init__(self) -> None:
         if self.batch_size <= 0:
             raise InvalidInput("batch size must be positive")
-        if self.dtype not in DTYPE_BYTES:
-            raise InvalidInput(f"unknown dtype {self.dtype!r}; choose from {', '.join(DTYPE_BYTES)}")
+        Precision.parse(self.dtype, what="dtype")
         check_optimizer(self.optimizer, allow_none=True)
         if self.optimizer is not None and self.dtype == "int8":
             raise InvalidInput("int8 is an inference format: give --optimizer none, or model training in fp32, "

@@ -40,6 +40,7 @@ from deploykit.errors import BuildError, InvalidInput, ShapeError, first_line
 from deploykit.models.inputs import InputSpec
 from deploykit.models.registry import create_model
 from deploykit.models.shapes import fmt_shape, shape_error
+from deploykit.precision import Precision
 from deploykit.profile import conventions as conv
 from deploykit.profile.formulas import (
     ALLOCATION,
@@ -52,7 +53,7 @@ from deploykit.profile.formulas import (
     op_cost,
     read_bytes,
 )
-from deploykit.profile.types import DTYPE_BYTES, LayerProfile, ModelProfile
+from deploykit.profile.types import LayerProfile, ModelProfile
 
 
 class MetaDeviceError(InvalidInput):
@@ -427,9 +428,7 @@ def profile_module(
             retries such models on the CPU).
         ShapeError: the model cannot take ``x`` (the message names the layer).
     """
-    if dtype not in DTYPE_BYTES:
-        raise InvalidInput(f"unknown dtype {dtype!r}; choose from {', '.join(DTYPE_BYTES)}")
-    rec = _Recorder(model, DTYPE_BYTES[dtype], row_scope)
+    rec = _Recorder(model, Precision.parse(dtype, what="dtype").element_bytes, row_scope)
     handles = []
     for m in model.modules():
         handles.append(m.register_forward_pre_hook(rec.pre_hook, with_kwargs=True))

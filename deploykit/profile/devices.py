@@ -12,8 +12,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from deploykit.errors import InvalidInput
+from deploykit.precision import Precision
 
-PRECISIONS = ("fp32", "tf32", "fp16", "bf16", "int8")
+#: The keys of the peak tables: every :class:`~deploykit.precision.Precision` has one (``peak_key``).
+PRECISIONS = tuple(dict.fromkeys(p.peak_key for p in Precision))
 
 
 @dataclass(frozen=True)
@@ -31,10 +33,9 @@ class DevicePreset:
 
     def peak_flops(self, precision: str, matrix: bool) -> float:
         """Peak FLOP/s for ``precision`` on the matrix units (``matrix=True``) or the vector units."""
-        if precision not in PRECISIONS:
-            raise InvalidInput(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+        key = Precision.parse(precision).peak_key
         table = self.matrix_tflops if matrix else self.vector_tflops
-        value = table.get(precision)
+        value = table.get(key)
         if value is None:
             raise InvalidInput(f"{self.name} has no {precision} support; choose another --dtype")
         return value * 1e12

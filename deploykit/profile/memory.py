@@ -62,6 +62,7 @@ from torch.utils._pytree import tree_flatten
 
 from deploykit.errors import ArtifactError, BackendUnavailable, InvalidInput, ShapeError
 from deploykit.models.registry import create_model, parse_shape
+from deploykit.precision import Precision
 from deploykit.profile.counter import profile_module
 from deploykit.profile.formulas import discarded_outputs
 from deploykit.profile.types import DTYPE_BYTES
@@ -548,8 +549,7 @@ class _FusedDropout(TorchFunctionMode):
 
 
 def _check(dtype: str, target: str) -> None:
-    if dtype not in DTYPE_BYTES:
-        raise InvalidInput(f"unknown dtype {dtype!r}; choose from {', '.join(DTYPE_BYTES)}")
+    Precision.parse(dtype, what="dtype")
     if target not in TARGET_GRANULARITY_BYTES:
         raise InvalidInput(f"unknown memory target {target!r}; choose from {', '.join(TARGET_GRANULARITY_BYTES)}")
 
@@ -986,7 +986,7 @@ def _snapshot(tracker: Any, kind: str, device: torch.device) -> dict[str, int]:
     return {getattr(k, "value", str(k)): int(v) for k, v in snap.items()}
 
 
-_TORCH_DTYPES = {"fp32": torch.float32, "tf32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+_TORCH_DTYPES = Precision.names(Precision.FP32, Precision.TF32, Precision.FP16, Precision.BF16)
 
 
 def memtracker_reference(
@@ -1013,7 +1013,7 @@ def memtracker_reference(
     MemTracker = _memtracker()
     if dtype not in _TORCH_DTYPES:
         raise InvalidInput(f"MemTracker reference supports {', '.join(_TORCH_DTYPES)}, not {dtype!r}")
-    torch_dtype = _TORCH_DTYPES[dtype]
+    torch_dtype = Precision(dtype).torch_dtype
     dev = torch.device(device)
     module, spec = create_model(
         model, device=dev, num_classes=num_classes, in_channels=in_channels,

@@ -109,6 +109,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from deploykit.errors import ArtifactError, InvalidInput, first_line
+from deploykit.precision import Precision
 from deploykit.profile.formulas import (
     ELEMENTWISE,
     MATMUL,
@@ -810,8 +811,8 @@ def profile_onnx(
     """
     if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
         raise InvalidInput(f"batch size must be a positive integer, got {batch_size!r}")
-    if dtype is not None and dtype not in DTYPE_BYTES:
-        raise InvalidInput(f"unknown dtype {dtype!r}; choose from {', '.join(DTYPE_BYTES)}")
+    if dtype is not None:
+        Precision.parse(dtype, what="dtype")
     p = Path(path)
     model, external = _load(p)
     graph = model.graph

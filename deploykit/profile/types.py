@@ -7,12 +7,14 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from deploykit.errors import ArtifactError
+from deploykit.precision import Precision
 
 PROFILE_SCHEMA = "deploykit.profile"
 PROFILE_SCHEMA_VERSION = 1
 
-#: Bytes per element of each ``--dtype``. ``tf32`` stores fp32 and computes on TF32 tensor cores.
-DTYPE_BYTES: Mapping[str, int] = {"fp32": 4, "tf32": 4, "fp16": 2, "bf16": 2, "int8": 1}
+#: Bytes per element of each ``--dtype`` (from :class:`deploykit.precision.Precision`). ``tf32`` stores fp32 and
+#: computes on TF32 tensor cores.
+DTYPE_BYTES: Mapping[str, int] = {p.value: p.element_bytes for p in Precision}
 
 
 Shape = tuple[int, ...]

@@ -143,7 +143,7 @@ def bench_table(result: BenchResult, *, title: str | None = None) -> Table:
             fmt_speedup(c.speedup_vs_eager),
             "-" if c.setup_s is None else f"{c.setup_s:.2f}",
             fmt_mb(c.peak_mem_bytes),
-            fmt_err(c.max_rel_err),
+            fmt_err(c.max_rel_error),
             Text("; ".join(notes), style=style),
         )
     return optional_columns(table, ("peak MB", "setup s", "p90", "samples/s", "rel err"))
@@ -200,7 +200,7 @@ def markdown_table(result: BenchResult) -> str:
             f"{fmt_ms(t.p90_ms if t else None)} | {fmt_ms(t.p99_ms if t else None)} | {fmt_pct(t.noise if t else None)} | "
             f"{fmt_rate(c.throughput_sps)} | {fmt_speedup(c.speedup_vs_eager)} | "
             f"{'-' if c.setup_s is None else f'{c.setup_s:.2f}'} | {fmt_mb(c.peak_mem_bytes)} | "
-            f"{fmt_err(c.max_rel_err)} | {notes} |"
+            f"{fmt_err(c.max_rel_error)} | {notes} |"
         )
     return "\n".join(rows)
 

@@ -62,7 +62,7 @@ def test_cpu_sweep_eager_and_channels_last(cache_dir: Path) -> None:
         eager = r.cell("lenet", "eager", "fp32", batch)
         assert eager is not None and eager.ok
         # eager fp32 is the reference computation itself: bit-identical
-        assert eager.max_abs_err == 0.0 and eager.correct is True
+        assert eager.max_abs_error == 0.0 and eager.correct is True
         assert eager.speedup_vs_eager == 1.0
         assert eager.throughput_sps == pytest.approx(batch * 1000.0 / eager.median_ms)
         assert eager.timing is not None and eager.timing.n_repeats == 3
@@ -74,7 +74,7 @@ def test_cpu_sweep_eager_and_channels_last(cache_dir: Path) -> None:
         assert eager.top1_agreement == 1.0
         cl = r.cell("lenet", "channels-last", "fp32", batch)
         assert cl is not None and cl.ok and cl.correct is True
-        assert cl.max_rel_err is not None and cl.max_rel_err < 1e-5
+        assert cl.max_rel_error is not None and cl.max_rel_error < 1e-5
         assert cl.speedup_vs_eager == pytest.approx(eager.median_ms / cl.median_ms)
         graph = r.cell("lenet", "cuda-graph", "fp32", batch)
         assert graph is not None and (graph.status, graph.reason) == (
@@ -97,10 +97,10 @@ def test_results_round_trip_through_json(tmp_path: Path) -> None:
     assert [c.key for c in back.cells] == [c.key for c in r.cells]
     for a, b in zip(back.cells, r.cells, strict=True):
         assert a.timing == b.timing  # raw samples kept, statistics recomputed identically
-        assert a.max_rel_err == b.max_rel_err
+        assert a.max_rel_error == b.max_rel_error
     bf16 = back.cell("lenet", "eager", "bf16", 1)
     assert bf16 is not None and bf16.correct is True
-    assert 0 < (bf16.max_rel_err or 0) <= output_tolerance("bf16", "cpu")
+    assert 0 < (bf16.max_rel_error or 0) <= output_tolerance("bf16", "cpu")
     assert back.spec["timing"]["repeats"] == 3
 
 
@@ -156,7 +156,7 @@ def test_wrong_oom_crash_and_missing_cells_do_not_stop_the_sweep() -> None:
     for batch in (1, 2):
         wrong = r.cell("lenet", "channels-last", "fp32", batch)
         assert wrong is not None and wrong.ok and wrong.correct is False
-        assert wrong.max_abs_err == pytest.approx(1.0, abs=1e-5)
+        assert wrong.max_abs_error == pytest.approx(1.0, abs=1e-5)
         oom = r.cell("lenet", "cuda-graph", "fp32", batch)
         assert oom is not None and oom.status == "oom"
         assert oom.reason == "OutOfMemoryError: CUDA out of memory. Tried to allocate 20.00 GiB"
@@ -189,8 +189,8 @@ def test_compare_outputs_closed_form() -> None:
     out[0, 2] += 0.04  # max abs 0.04, max |ref| 4 -> rel 0.01
     out[1, 0] += 0.01
     got = compare_outputs(out, ref, 0.02)
-    assert got["max_abs_err"] == pytest.approx(0.04)
-    assert got["max_rel_err"] == pytest.approx(0.01)
+    assert got["max_abs_error"] == pytest.approx(0.04)
+    assert got["max_rel_error"] == pytest.approx(0.01)
     assert got["correct"] is True
     assert got["top1_agreement"] == 1.0
     assert compare_outputs(out, ref, 0.005)["correct"] is False
@@ -202,12 +202,16 @@ def test_compare_outputs_closed_form() -> None:
     assert shape["correct"] is False and "output shape" in shape["mismatch"]
 
 
-def test_output_tolerances() -> None:
-    assert output_tolerance("fp32", "cpu") == 1e-4
+def test_output_tolerances_are_the_validation_tolerances() -> None:
+    from deploykit.export.validate import TOLERANCES
+
+    assert output_tolerance("fp32", "cpu") == TOLERANCES["fp32"].rtol == 1e-4
     # true fp32 on CUDA too (TF32 off everywhere), so the export's fp32 tolerance applies
     assert output_tolerance("fp32", "cuda") == 1e-4
-    assert output_tolerance("fp16", "cuda") == 3e-2
-    assert output_tolerance("bf16", "cpu") == 1e-1
+    assert output_tolerance("fp16", "cuda") == TOLERANCES["fp16"].rtol == 1e-2
+    assert output_tolerance("bf16", "cpu") == TOLERANCES["bf16"].rtol == 8e-2
+    with pytest.raises(InvalidInput, match="unknown precision 'fp8'"):
+        output_tolerance("fp8", "cpu")
 
 
 def test_is_oom_recognises_each_library() -> None:
@@ -286,7 +290,7 @@ def test_ort_cpu_cell_is_correct_and_its_export_is_cached(tmp_path: Path) -> Non
     first = run_bench(s)
     ort = first.cell("lenet", "ort", "fp32", 2)
     assert ort is not None and ort.ok, ort and ort.reason
-    assert ort.correct is True and (ort.max_rel_err or 0) < 1e-4
+    assert ort.correct is True and (ort.max_rel_error or 0) < 1e-4
     assert ort.cache_hit is False
     second = run_bench(s)
     ort2 = second.cell("lenet", "ort", "fp32", 2)
@@ -322,7 +326,7 @@ def test_gpu_sweep_torch_backends(tmp_path: Path) -> None:
         )
     )
     for c in r.cells:
-        assert c.ok and c.correct, (c.key, c.reason, c.max_rel_err)
+        assert c.ok and c.correct, (c.key, c.reason, c.max_rel_error)
         assert c.timer == "cuda-events"
         assert c.peak_mem_bytes is not None and c.peak_mem_bytes > 0
         assert (c.peak_mem_method or "").startswith("torch-allocator-peak")

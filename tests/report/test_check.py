@@ -170,7 +170,7 @@ def test_skipped_now_is_missing_but_error_and_oom_are_broken() -> None:
 
 def test_cell_that_became_wrong_fails_even_when_fast() -> None:
     base = result(cell("trt", 0.5))
-    cur = result(cell("trt", 0.25, correct=False, max_rel_err=0.8, tolerance=0.03))
+    cur = result(cell("trt", 0.25, correct=False, max_rel_error=0.8, tolerance=0.03))
     (c,) = compare_results(cur, base).comparisons
     assert c.status == "wrong"
     assert c.failing

@@ -11,13 +11,15 @@ from typing import Any
 
 from deploykit.backends.tensorrt.runtime import INSTALL_HINT, MIN_TENSORRT, parse_trt_version
 from deploykit.errors import BackendUnavailable, ExportError, InvalidInput
+from deploykit.precision import Precision
 
 #: Precisions ``build_engine`` accepts.
-PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+PRECISIONS = Precision.names(Precision.FP32, Precision.FP16, Precision.BF16, Precision.INT8)
 
 #: Weak typing (precision builder flags) is deprecated from here on (TensorRT 10.12 release notes; the
 #: migration guide's "Strongly Typed Networks Are Now Required"), removed in 11.0.
 WEAK_TYPING_DEPRECATED = (10, 12)
+
 
 @dataclass(frozen=True)
 class PrecisionPlan:
@@ -54,12 +56,10 @@ def _version_tuple(version: str | Sequence[int]) -> tuple[int, int, int]:
     v = (*(int(x) for x in version), 0, 0, 0)
     return v[0], v[1], v[2]
 
-def check_precision(precision: str) -> str:
+def check_precision(precision: str | Precision) -> Precision:
     """Normalise and check a precision name (``fp32``, ``fp16``, ``bf16``, ``int8``)."""
-    p = str(precision).lower()
-    if p not in PRECISIONS:
-        raise InvalidInput(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
-    return p
+    return Precision.parse(precision, allowed=PRECISIONS)
+
 
 def refuse_int8_without_data(precision: str, *, has_qdq: bool, calibration_data: bool) -> None:
     """INT8 needs real calibration data or a Q/DQ ONNX; raise :class:`InvalidInput` otherwise (any version)."""
