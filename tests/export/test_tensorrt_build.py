@@ -14,6 +14,7 @@ import hashlib
 import json
 import sys
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -355,6 +356,8 @@ def test_dtype_from_format_strings():
         "Float": "fp32",
         "Row major linear FP32 format (kLINEAR)": "fp32",
         "Thirty-two wide channel vectorized row major Int8 format.": "int8",
+        "Row major linear UInt8 format": "uint8",  # was "int8": "uint8" contains "int8"
+        "UINT8": "uint8",
         "BF16": "bf16",
         "Row major linear BFloat16 format": "bf16",
         "Bool": "bool",
@@ -447,6 +450,7 @@ def test_torch_dtype_for_trt_dtypes():
     assert torch_dtype_for(f.DataType.BF16) is torch.bfloat16
     assert torch_dtype_for(f.DataType.INT64) is torch.int64
     assert torch_dtype_for("DataType.INT8") is torch.int8
+    assert torch_dtype_for("DataType.UINT8") is torch.uint8
     with pytest.raises(ArtifactError, match="INT4"):
         torch_dtype_for("DataType.INT4")
 
@@ -521,6 +525,41 @@ def test_fake_build_fp16_strongly_typed_10x(fp16_onnx, monkeypatch):
     assert v["passed"] and v["reference"] == "eager-pytorch" and v["batches"] == [1, 4]
     assert v["max_abs_error"] < 0.1  # fp16 rounding of sums of ~192 normal values
     assert load_engine_manifest(art.path)["engine_sha256"] == m["engine_sha256"]
+
+
+class MathRecordingModel(FakeModel):
+    """The fake engine's reference, noting the fp32 math torch is set to when it runs (in a class-level list:
+    the builder runs a deep copy)."""
+
+    seen: ClassVar[list[dict[str, str]]] = []
+
+    def forward(self, x):
+        from deploykit.backends.math_mode import torch_fp32_math
+
+        self.seen.append(torch_fp32_math())
+        return super().forward(x)
+
+
+@pytest.mark.parametrize("version", ["10.13.0.35", "11.1.0.5"])
+def test_fake_fp32_engine_and_its_reference_are_true_fp32(fp32_onnx, monkeypatch, version):
+    # TF32 flag cleared on the engine; the eager reference runs with TF32 off (cuDNN convolutions default to TF32
+    # in torch 2.14); the manifest says which fp32 it was. A tf32 build is judged at a TF32-sized tolerance.
+    fake = install_fake_tensorrt(monkeypatch, version)
+    ref = MathRecordingModel()
+    monkeypatch.setattr(MathRecordingModel, "seen", [])
+    art = build_engine(fp32_onnx, precision="fp32", reference_model=ref)
+    assert "config.clear_flag(TF32)" in fake.calls
+    assert ref.seen and all(s == {"matmul": "ieee", "conv": "ieee", "rnn": "ieee"} for s in ref.seen)
+    m = art.manifest
+    assert m["fp32_math"] == "ieee" and m["precision"]["tf32"] is False
+    assert m["validation"]["fp32_math"]["engine"] == "ieee"
+    assert m["validation"]["fp32_math"]["policy"] == "ieee"  # (the fake engine runs on the CPU: no torch flags)
+    assert m["validation"]["tolerance"]["rtol"] == 1e-4
+    fake.calls.clear()
+    art = build_engine(fp32_onnx, precision="fp32", reference_model=FakeModel(), tf32=True,
+                       out_path=Path(fp32_onnx).with_name("tiny-tf32.engine"))
+    assert "config.clear_flag(TF32)" not in fake.calls
+    assert art.manifest["fp32_math"] == "tf32" and art.manifest["validation"]["tolerance"]["rtol"] == 1e-2
 
 
 def test_fake_build_fp16_on_11x_uses_no_precision_flag(fp16_onnx, monkeypatch):

@@ -24,8 +24,8 @@ def dtype_from_format(text: str) -> str | None:
         (("bf16", "bfloat"), "bf16"),
         (("fp16", "half", "float16"), "fp16"),
         (("fp8", "e4m3"), "fp8"),
+        (("uint8",), "uint8"),  # before int8: "uint8" contains "int8"
         (("int8",), "int8"),
-        (("uint8",), "uint8"),
         (("int32",), "int32"),
         (("int64",), "int64"),
         (("bool",), "bool"),

@@ -110,8 +110,11 @@ def _build_serialized(
     # DETAILED so the engine inspector reports per-layer dtypes/tactics (Python API "EngineInspector"): 8.2+.
     config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
     if not tf32:
-        # TF32 is on by default for fp32 convs/matmuls; fp32 here means fp32. BuilderFlag.TF32 stays in 11.x.
-        config.clear_flag(trt.BuilderFlag.TF32)
+        # TF32 is on by default for fp32 convs/matmuls; fp32 here means fp32 (deploykit.backends.math_mode).
+        # BuilderFlag.TF32 stays in 11.x.
+        from deploykit.backends.math_mode import clear_tensorrt_tf32
+
+        clear_tensorrt_tf32(config, trt)
     for flag in plan.builder_flags:
         # FP16 / BF16 / INT8: 10.x only (removed in 11.0 per "Removed Python APIs and Replacements"); the plan
         # only names them on the 10.x legacy routes.
@@ -287,7 +290,7 @@ def build_engine(
     # 5. Validate against the reference.
     if validate:
         validation: dict[str, Any] = validate_engine(
-            executor, info, p, reference_model=reference_model, calibration=calib_batches
+            executor, info, p, reference_model=reference_model, calibration=calib_batches, tf32=tf32
         )
     else:
         validation = {"skipped": "validate=False"}
@@ -315,6 +318,8 @@ def build_engine(
         "tensorrt": {"version": trt_version, "major": plan.tensorrt_version[0], "minor": plan.tensorrt_version[1]},
         "gpu": gpu.to_dict(),
         "precision": {**plan.to_dict(), "tf32": tf32, "observed": observed, "calibration": calib_desc},
+        # What an fp32 layer of this engine computes in: IEEE fp32 (TF32 flag cleared, deploykit's choice) or TF32.
+        "fp32_math": "tf32" if tf32 else "ieee",
         "profile": {n: s.to_dict() for n, s in shapes.items()},
         "io": {
             "inputs": [{"name": t.name, "dtype": str(t.dtype).replace("torch.", ""), "shape": list(t.shape)}
