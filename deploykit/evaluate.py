@@ -5,7 +5,7 @@ For one model (with its weights) and one data set's test split, :func:`evaluate_
 model in fp32 (the reference) and each artifact: ONNX fp32 and fp16 in ONNX Runtime (exported on the fly with
 :func:`deploykit.export.export_module`, into a temporary or given folder, or given files) and TensorRT engines
 when TensorRT and a CUDA GPU are usable (otherwise one skipped row saying why). Every artifact gets the same
-metrics (:func:`logit_metrics`):
+metrics (:func:`deploykit.metrics.logit_metrics`):
 
 * ``top1`` / ``top5``: accuracy against the labels (top-5 only with more than 5 classes);
 * ``agreement``: the share of samples whose predicted class (argmax) equals eager PyTorch's: the figure that
@@ -25,7 +25,6 @@ effect of fp16 weights, inputs and outputs, not of fp16 arithmetic.
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
@@ -38,6 +37,7 @@ from torch import nn
 
 from deploykit.data.base import LabelledData
 from deploykit.errors import ArtifactError, BackendUnavailable, DeploykitError, InvalidInput, first_line
+from deploykit.metrics import LogitMetrics, logit_metrics  # shared with the export's validation
 
 __all__ = [
     "EVAL_SCHEMA",
@@ -55,76 +55,6 @@ EVAL_VERSION = 1
 #: Precisions an artifact can be exported and evaluated in.
 PRECISIONS = ("fp32", "fp16")
 DEFAULT_BATCH = 256
-
-
-# --------------------------------------------------------------------------------------------------- metrics
-@dataclass(frozen=True)
-class LogitMetrics:
-    """Metrics of one artifact's logits on one data split (fractions in 0..1; see the module docstring).
-
-    The comparison fields are ``None`` when there is no reference (an ONNX file evaluated without its model).
-    """
-
-    samples: int
-    top1: float
-    top5: float | None
-    agreement: float | None = None
-    max_abs_error: float | None = None
-    mean_abs_error: float | None = None
-    cosine_mean: float | None = None
-    cosine_min: float | None = None
-    nonfinite_samples: int = 0
-
-
-def _predictions(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(argmax with -1 for samples holding NaN/inf, mask of finite samples)."""
-    finite = torch.isfinite(logits).all(1)
-    pred = logits.nan_to_num(0.0).argmax(1)
-    return torch.where(finite, pred, torch.full_like(pred, -1)), finite
-
-
-def logit_metrics(
-    logits: torch.Tensor, labels: torch.Tensor, reference: torch.Tensor | None = None, *, topk: int = 5
-) -> LogitMetrics:
-    """Accuracy of ``logits`` (N x classes) against ``labels`` and, given the ``reference`` logits (eager
-    PyTorch), their top-1 agreement, absolute errors and cosine similarity. Computed in float64 on the CPU.
-
-    >>> logit_metrics(torch.tensor([[2., 1.], [0., 3.]]), torch.tensor([0, 0])).top1
-    0.5
-    """
-    a = logits.detach().to("cpu", torch.float64)
-    if a.dim() != 2 or a.shape[0] != labels.shape[0]:
-        raise InvalidInput(f"logits of shape {tuple(a.shape)} do not match {labels.shape[0]} labels")
-    y = labels.to("cpu")
-    n, classes = a.shape
-    pred, finite = _predictions(a)
-    top1 = float((pred == y).double().mean()) if n else math.nan
-    top5 = None
-    if classes > topk:
-        top = a.nan_to_num(-math.inf).topk(topk, dim=1).indices
-        hit = (top == y[:, None]).any(1) & finite
-        top5 = float(hit.double().mean())
-    if reference is None:
-        return LogitMetrics(samples=n, top1=top1, top5=top5, nonfinite_samples=int((~finite).sum()))
-    r = reference.detach().to("cpu", torch.float64)
-    if tuple(r.shape) != tuple(a.shape):
-        raise InvalidInput(f"logits of shape {tuple(a.shape)} and reference {tuple(r.shape)} differ")
-    ref_pred, _ = _predictions(r)
-    diff = (a - r).abs()
-    all_finite = bool(finite.all())
-    cos = torch.nn.functional.cosine_similarity(a.nan_to_num(0.0), r, dim=1, eps=1e-30)
-    cos = torch.where(finite, cos, torch.zeros_like(cos))
-    return LogitMetrics(
-        samples=n,
-        top1=top1,
-        top5=top5,
-        agreement=float((pred == ref_pred).double().mean()),
-        max_abs_error=float(diff.max()) if all_finite else math.inf,
-        mean_abs_error=float(diff.mean()) if all_finite else math.inf,
-        cosine_mean=float(cos.mean()),
-        cosine_min=float(cos.min()),
-        nonfinite_samples=int((~finite).sum()),
-    )
 
 
 # --------------------------------------------------------------------------------------------------- results

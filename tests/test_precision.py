@@ -47,7 +47,7 @@ def test_facts(name, nbytes, tdtype, ndtype, odtype, trt, peak, graph) -> None:
 def test_tolerances_get_looser_with_fewer_mantissa_bits() -> None:
     rtol = [Precision(n).tolerance.rtol for n in ("fp32", "fp16", "bf16", "int8")]
     assert rtol == sorted(rtol) and rtol[0] == 1e-4 and rtol[1] == 1e-2
-    assert Precision.TF32.tolerance == Precision.FP16.tolerance
+    assert Precision.TF32.tolerance.rtol == Precision.FP16.tolerance.rtol
     assert Tolerance(atol=0.0, rtol=0.01).allowed(3.0) == pytest.approx(0.03)
 
 

@@ -58,26 +58,59 @@ def _print_onnx(art: Any) -> None:
     )
     console.print(f"  input      {escape(ins)}", highlight=False)
     console.print(f"  output     {escape(outs)}", highlight=False)
+    w = m.get("weights")
+    seed = (m.get("model") or {}).get("weight_seed")
+    console.print(
+        f"  weights    {escape(w['source'])} ({w['format']}, sha256 {w['sha256'][:12]})" if w
+        else f"  weights    random initialisation (seed {seed}; --weights for trained ones)",
+        highlight=False,
+    )
     if v.get("status") == "skipped":
         console.print("  validation skipped", highlight=False)
         return
+    print_validation(v)
+
+
+def print_validation(v: dict[str, Any]) -> None:
+    """The validation lines of an export: the verdict with its reason, accuracy with --data, what was not
+    validated, warnings, and for an inconclusive check what to do."""
+    from rich.markup import escape
+
     tol = v["tolerance"]
-    sizes = v["batch_sizes"]
-    batches = (
-        f"{len(sizes)} random batches of {sizes[0]}"
-        if len(set(sizes)) == 1
-        else f"random batches of {', '.join(map(str, sizes))}"
-    )
+    inputs = v.get("inputs") or {}
+    if inputs.get("kind") == "data":
+        on = f"{v.get('samples')} test samples of {inputs.get('name')} ({inputs.get('split')})"
+    else:
+        sizes = v["batch_sizes"]
+        on = (
+            f"{len(sizes)} random batches of {sizes[0]}"
+            if len(set(sizes)) == 1
+            else f"random batches of {', '.join(map(str, sizes))}"
+        )
+    colour = {"passed": "bold green", "inconclusive": "bold yellow", "failed": "bold red"}.get(v["status"], "bold")
     console.print(
-        f"  validation [bold green]passed[/] on {v['provider']} ({v['device']}), {batches}: "
-        f"max abs error {_fmt(v['max_abs_error'])}, "
-        f"max rel error {_fmt(v['max_rel_error'])} (allowed: atol {tol['atol']:g} + rtol {tol['rtol']:g} x max|ref|)",
+        f"  validation [{colour}]{v['status']}[/] on {v['provider']} ({v['device']}), {on}: "
+        f"max abs error {_fmt(v['max_abs_error'])}, max rel error {_fmt(v['max_rel_error'])} "
+        f"(allowed: rtol {tol['rtol']:g} x max|ref|)",
         highlight=False,
     )
+    if v.get("reason"):
+        console.print(f"  {'why' if v['status'] != 'passed' else 'checked'}        {escape(v['reason'])}",
+                      highlight=False)
+    acc = v.get("accuracy")
+    if acc:
+        e, o = acc["eager"], acc["onnx"]
+        console.print(
+            f"  accuracy   eager {100 * e['top1']:.1f}%, ONNX {100 * o['top1']:.1f}% top-1; top-1 agreement "
+            f"{100 * o['agreement']:.1f}%; cosine of logits min {o['cosine_min']:.6f}",
+            highlight=False,
+        )
     for line in v.get("not_validated", []):
         console.print(f"  [yellow]not validated here:[/] {escape(line)}", highlight=False)
     for line in v.get("warnings", []):
         console.print(f"  [yellow]warning:[/] {escape(line)}", highlight=False)
+    if v["status"] == "inconclusive" and v.get("advice"):
+        console.print(f"  [yellow]to validate:[/] {escape(v['advice'])}", highlight=False)
 
 
 def _size(n: int) -> str:
@@ -157,6 +190,17 @@ def export(
                      "checkpoint, read with weights_only=True), or a torchvision name (DEFAULT) for torchvision "
                      "models. Strict: missing / unexpected keys or shapes are an error (exit 2)."),
     ] = None,
+    data: Annotated[
+        str | None,
+        typer.Option("--data", help="Validate on this data's test split instead of random inputs, with accuracy "
+                     "and top-1 agreement: mnist1d, digits, a .npz file (x, y) or an image folder."),
+    ] = None,
+    data_limit: Annotated[
+        int | None, typer.Option(help="Validate on the first N test samples only (with --data).")
+    ] = None,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Exit 1 when the validation is inconclusive (default: exit 0 with a warning).")
+    ] = False,
     input_shape: Annotated[str | None, typer.Option(help="Per-sample input shape, e.g. 3x224x224.")] = None,
     image_size: Annotated[
         str | None, typer.Option(help="Spatial size, e.g. 96 or 128x160 (keeps channels).")
@@ -268,6 +312,8 @@ def export(
         raise InvalidInput(f"{', '.join(given_trt)} apply to the TensorRT engine: add trt to --format")
     if opt_level is not None and not 0 <= opt_level <= 5:
         raise InvalidInput(f"--opt-level must be 0-5, got {opt_level}")
+    if data_limit is not None and (data is None or data_limit < 1):
+        raise InvalidInput("--data-limit needs --data and a positive number of samples")
 
     from deploykit.export.tensorrt import tensorrt_status
 
@@ -280,7 +326,7 @@ def export(
     # ---- the export (always: the engine is built from the validated ONNX file)
     import torch
 
-    from deploykit.export.onnx import export_module
+    from deploykit.export.onnx import export_module, load_test_split
     from deploykit.models import create_model
     from deploykit.precision import Precision
 
@@ -297,6 +343,7 @@ def export(
         from deploykit.export.int8 import calibration_splits
 
         calib = calibration_splits(str(calib_data), spec)
+    test = load_test_split(data, spec, name=model, limit=data_limit) if data is not None else None
     err_console.print(f"exporting {model} ({'x'.join(map(str, spec.input_shape))}) ...", highlight=False)
     art = export_module(
         module,
@@ -314,8 +361,16 @@ def export(
             "weight_seed": None if weights is not None else seed,
         },
         inputs=inputs,
+        data=test,
     )
     _print_onnx(art)
+    inconclusive = art.manifest["validation"].get("status") == "inconclusive"
+    if inconclusive and strict:
+        err_console.print(
+            "[bold red]error:[/] --strict: the validation is inconclusive (the file is written; its manifest says why)",
+            highlight=False, soft_wrap=True,
+        )
+        raise typer.Exit(1)
     if int8_options is not None:
         art = _quantize(art, module, calib, int8_options, trained=getattr(spec, "weights", None) is not None, out=out)
     if "trt" not in formats:

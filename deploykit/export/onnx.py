@@ -334,6 +334,7 @@ def export_module(
     name: str | None = None,
     model_info: Mapping[str, Any] | None = None,
     inputs: InputSpec | None = None,
+    data: Any = None,
 ) -> OnnxArtifact:
     """Export ``module`` (taking ``spec.input_shape`` samples) to ONNX, check it, validate it, write it atomically.
 
@@ -357,10 +358,14 @@ def export_module(
         model_info: extra facts about the model for the manifest (overrides, weight seed).
         inputs: the input's element type and value range (token ids: ``InputSpec("int64", 0, vocab)``; the
             range defaults to the model's ``nn.Embedding`` size); default float32.
+        data: a :class:`~deploykit.data.LabelledData` split (checked against the model here): validate on its
+            samples instead of random inputs, and record accuracy and top-1 agreement beside the tensor errors.
 
-    Returns the :class:`OnnxArtifact`. Raises :class:`ExportError` when no exporter produces a graph that
-    ``onnx.checker`` accepts, :class:`ValidationError` (with the numbers) when ONNX Runtime disagrees with eager
-    PyTorch beyond the tolerance, :class:`BackendUnavailable` when ``device="cuda"`` cannot be used.
+    Returns the :class:`OnnxArtifact`; its manifest's ``validation.status`` is ``passed`` or ``inconclusive``
+    (the check could not have seen a 1% error in the input-dependent part of the output: ``reason`` says why;
+    ``passed`` is then ``None``). Raises :class:`ExportError` when no exporter produces a graph that
+    ``onnx.checker`` accepts, :class:`ValidationError` (with the reason) when the validation *failed* (the graph
+    is kept as ``<stem>.failed.onnx``), :class:`BackendUnavailable` when ``device="cuda"`` cannot be used.
 
     The manifest (``<file>.json``) holds: ``schema``/``schema_version``, ``file``, ``sha256``, ``bytes``,
     ``model`` (name, spec, overrides, weight seed), ``inputs``/``outputs`` (name, shape with ``"batch"`` for a
@@ -387,6 +392,10 @@ def export_module(
             f"a fixed-batch graph takes batches of {batch_size} only, got {list(validate_batches)}"
         )
     check_output_dir(out_dir)  # before minutes of exporting
+    if data is not None:
+        from deploykit.data import check_for_model
+
+        check_for_model(data, spec.input_shape, spec.num_classes, name or spec.name)
     val_device, notes = _resolve_device(device) if validate else (torch.device("cpu"), [])
     model_name = name or spec.name
     stem = artifact_stem(model_name, precision, batch_size, dynamic_batch)
@@ -412,7 +421,7 @@ def export_module(
     export_x = example.half() if precision == "fp16" and example.is_floating_point() else example
     proto, exporter_rec = _export_graph(export_mod, export_x, names, dynamic_batch, opset, exporter)
     del export_mod
-    data = proto.SerializeToString()
+    blob = proto.SerializeToString()
     graph_inputs = _io(proto.graph.input, {t.name for t in proto.graph.initializer})
     outputs = _io(proto.graph.output)
     opset_used = _opset(proto)
@@ -425,14 +434,14 @@ def export_module(
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; an artifact is a normal file
         try:
             with open(tmp, "wb") as f:
-                f.write(data)
+                f.write(blob)
                 f.flush()
                 os.fsync(f.fileno())
         except OSError as exc:
             raise ArtifactError(f"cannot write {final}: {first_line(exc)}") from None
-        digest = hashlib.sha256(data).hexdigest()
-        size = len(data)
-        del data
+        digest = hashlib.sha256(blob).hexdigest()
+        size = len(blob)
+        del blob
         validation: dict[str, Any] = {"status": "skipped", "passed": None}
         if validate:
             ref_module = cpu_module if val_device.type == "cpu" else copy.deepcopy(cpu_module).to(val_device)
@@ -449,11 +458,13 @@ def export_module(
                 + (" (TF32 off)" if val_device.type == "cuda" else ""),
                 warnings=notes,
                 input_range=(in_spec.low, in_spec.high) if in_spec.low is not None and in_spec.high is not None else None,
+                data=data,
+                fixed_batch=None if dynamic_batch else batch_size,
             )
             del ref_module
             coverage = fp16_coverage(tmp, val_device) if precision == "fp16" else None
             validation["validated"], validation["not_validated"] = validation_scope(
-                precision, val_device, batches, coverage
+                precision, val_device, batches, coverage, data=data
             )
             if coverage is not None:
                 validation["fp16_coverage"] = coverage
@@ -474,11 +485,11 @@ def export_module(
             validation=validation,
             device=val_device,
         )
-        if validation.get("passed") is False:
+        if validation.get("status") == "failed":
             manifest["file"] = failed.name
             commit_pair(tmp, failed, manifest_path_for(failed), manifest, sha_key="sha256", size_key="bytes")
             raise ValidationError(
-                f"{model_name} {precision}: ONNX Runtime disagrees with eager PyTorch: {describe_failure(validation)}. "
+                f"{model_name} {precision}: validation failed: {describe_failure(validation)}. "
                 f"{final} was not written; the failing graph is kept as {failed} for inspection"
             )
         # The file and its manifest are one artifact: every crash point leaves the old pair or the new one.
@@ -521,6 +532,8 @@ def _manifest(
         "bytes": size,
         "external_data": False,
         "model": {"name": model_name, "spec": spec.to_dict(), **dict(model_info or {})},
+        # the exact weights in the graph: source and sha256 of the file, or None for a random initialisation
+        "weights": spec.weights.to_dict() if spec.weights is not None else None,
         "inputs": inputs,
         "outputs": outputs,
         "batch": {"dynamic": dynamic, "size": None if dynamic else batch_size},
@@ -554,11 +567,18 @@ def export_onnx(
     validate_batches: Sequence[int] | None = None,
     tolerances: Mapping[str, Tolerance] | None = None,
     inputs: InputSpec | None = None,
+    weights: str | os.PathLike[str] | None = None,
+    data: Any = None,
+    data_limit: int | None = None,
 ) -> OnnxArtifact:
     """Build registered model ``model`` (or ``pkg.mod:Net``) on the CPU and export it with :func:`export_module`.
 
-    The weights are freshly initialised (no download) from torch's global RNG; ``seed`` seeds it first (and is
+    ``weights``: a safetensors / PyTorch file or a torchvision weight name, loaded strictly
+    (:func:`~deploykit.models.weights.load_weights`); the manifest records its source and sha256. Without it the
+    weights are freshly initialised (no download) from torch's global RNG; ``seed`` seeds it first (and is
     recorded), ``None`` uses its current state (seed it yourself to get the same weights as another module).
+    ``data``: ``"mnist1d"``, ``"digits"``, an ``.npz`` file, an image folder or a
+    :class:`~deploykit.data.LabelledData`: validate on its test split (the first ``data_limit`` samples).
     The other arguments are :func:`export_module`'s; the overrides are :func:`~deploykit.models.create_model`'s.
 
     >>> art = export_onnx("resnet18", precision="fp16", out_dir="deploykit-out", seed=0)   # doctest: +SKIP
@@ -575,7 +595,8 @@ def export_onnx(
     with torch.random.fork_rng(devices=[]) if seed is not None else contextlib.nullcontext():
         if seed is not None:
             torch.manual_seed(seed)
-        module, spec = create_model(model, device="cpu", **overrides)
+        module, spec = create_model(model, device="cpu", weights=weights, **overrides)
+    test = load_test_split(data, spec, name=model, limit=data_limit) if data is not None else None
     given = {
         k: (list(v) if isinstance(v, (tuple, list)) else v) for k, v in overrides.items() if v is not None
     }
@@ -593,9 +614,23 @@ def export_onnx(
         validate_batches=validate_batches,
         tolerances=tolerances,
         name=model,
-        model_info={"overrides": given, "weight_seed": seed},
+        model_info={"overrides": given, "weight_seed": None if weights is not None else seed},
         inputs=inputs,
+        data=test,
     )
+
+
+def load_test_split(data: Any, spec: ModelSpec, *, name: str | None = None, limit: int | None = None) -> Any:
+    """The test split of ``data`` (a name, a path or a :class:`~deploykit.data.LabelledData`) for a model of
+    ``spec``, checked against it (one :class:`InvalidInput` line for data the model cannot take)."""
+    from deploykit.data import LabelledData, check_for_model, load_data
+
+    if isinstance(data, LabelledData):
+        test = data.subset(limit) if limit else data
+        check_for_model(test, spec.input_shape, spec.num_classes, name or spec.name)
+        return test
+    return load_data(data, spec.input_shape, num_classes=spec.num_classes, model_name=name or spec.name,
+                     limit=limit).test
 
 
 def load_onnx_artifact(path: str | os.PathLike[str]) -> OnnxArtifact:

@@ -1,18 +1,22 @@
 """Numerical validation of an exported ONNX file: ONNX Runtime against eager PyTorch.
 
-The rule, for every output of every validation run::
+The verdict (``passed`` / ``inconclusive`` / ``failed``) is :func:`deploykit.metrics.judge_outputs`'s, on all
+validation samples at once; in short, for every output::
 
-    max_abs_error <= atol + rtol * ref_max_abs
+    max_abs_error <= rtol * ref_max_abs           (ref_max_abs = max |eager output|; no absolute floor)
+    dep_error     <= dep_rtol                     (relative L2 error of the outputs minus their mean over inputs)
 
-``ref_max_abs`` is the largest magnitude of the eager reference output, so ``rtol`` is an error *relative to the
-output's scale* and ``max_rel_error = max_abs_error / ref_max_abs`` is the number compared with it. An element-wise
-relative error (``|a - e| / |e|``) is not used: logits near zero make it blow up although the arithmetic is fine,
-and floating-point error is proportional to the magnitude of the sums that produced a value, not to the value.
-``atol`` only matters for an all-zero reference. Non-finite outputs always fail.
+``rtol`` is an error *relative to the output's scale* (``max_rel_error = max_abs_error / ref_max_abs`` is compared
+with it). An element-wise relative error (``|a - e| / |e|``) is not used: logits near zero make it blow up although
+the arithmetic is fine, and floating-point error is proportional to the magnitude of the sums that produced a
+value, not to the value. ``dep_error`` checks the part of the output that depends on the input, which can be a tiny
+share of a randomly initialised model's output: when the precision cannot resolve that part, when the reference is
+all zero, below the precision's normal range or the same for every input, the verdict is *inconclusive*, never
+*passed*. Non-finite, all-zero or constant outputs where the reference is not are *failed*.
 
-Randomly initialised models (the zoo downloads no weights) can have outputs that barely depend on the input; the
-record then says so (``input_sensitivity`` and a warning), because a check on such outputs cannot see an error in
-the input-dependent path.
+Inputs: random (seeded standard normal, or integers in a range for token inputs), or the samples of a labelled
+test split (``data=``): then the record also holds the accuracy of eager PyTorch and of the graph and their top-1
+agreement (:func:`deploykit.metrics.logit_metrics`, the metrics of ``deploykit evaluate``).
 
 ONNX Runtime runs here through :mod:`deploykit.backends.ort` (sessions, providers, fp16 coverage), which imports it
 lazily, after torch.
@@ -23,7 +27,8 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import asdict
 from typing import Any
 
 import torch
@@ -40,18 +45,37 @@ from deploykit.backends.ort import (  # noqa: F401  (re-exported: this module's 
     ort_dtype_to_torch,
     require_cuda_provider,
 )
-from deploykit.errors import InvalidInput, ValidationError
-from deploykit.precision import Precision, Tolerance
+from deploykit.errors import ValidationError
+from deploykit.metrics import (  # re-exported: the tolerances and the verdict live with the other metrics
+    CRITERION,
+    TOLERANCES,
+    Tolerance,
+    Verdict,
+    judge_outputs,
+    logit_metrics,
+    tolerance_for,
+)
 
-#: The numbers are for the shape of the rule above (relative to the output's scale).
-CRITERION = "max_abs_error <= atol + rtol * ref_max_abs (per output; ref_max_abs = max |eager output|)"
+__all__ = [
+    "CRITERION",
+    "TOLERANCES",
+    "Tolerance",
+    "Verdict",
+    "compare_outputs",
+    "cuda_provider_available",
+    "describe_failure",
+    "fp16_coverage",
+    "import_onnxruntime",
+    "input_sensitivity",
+    "judge_outputs",
+    "make_session",
+    "require_cuda_provider",
+    "tolerance_for",
+    "true_fp32",
+    "validate_onnx",
+    "validation_scope",
+]
 
-
-#: Per-precision tolerances, from :class:`deploykit.precision.Precision` (where the numbers are explained): one table
-#: for the ONNX export, the TensorRT engine and the benchmark cells.
-TOLERANCES: dict[str, Tolerance] = {
-    p.value: p.tolerance for p in (Precision.FP32, Precision.FP16, Precision.BF16, Precision.INT8)
-}
 
 #: The largest finite fp16 value and the smallest normal one (below it fp16 loses precision, then becomes 0).
 FP16_MAX = 65504.0
@@ -59,17 +83,6 @@ FP16_MIN_NORMAL = 2.0**-14
 
 #: Below this share of its magnitude an output hardly depends on the input (random init); warn.
 LOW_SENSITIVITY = 1e-3
-
-
-def tolerance_for(precision: str, overrides: Mapping[str, Tolerance] | None = None) -> Tolerance:
-    """The tolerance for ``precision`` (``overrides`` first, then :data:`TOLERANCES`)."""
-    if overrides and precision in overrides:
-        return overrides[precision]
-    if precision not in TOLERANCES:
-        raise InvalidInput(
-            f"no validation tolerance for precision {precision!r}; known: {', '.join(TOLERANCES)}"
-        )
-    return TOLERANCES[precision]
 
 
 def compare_outputs(actual: torch.Tensor, expected: torch.Tensor, tol: Tolerance) -> dict[str, Any]:
@@ -145,6 +158,25 @@ def _draw_input(shape: tuple[int, ...], dtype: torch.dtype, gen: torch.Generator
     return torch.randint(input_range[0], input_range[1], shape, generator=gen).to(dtype)
 
 
+def _validation_batches(
+    batch_sizes: Sequence[int], sample_shape: Sequence[int], in_dtype: torch.dtype, seed: int,
+    input_range: tuple[int, int] | None, data: Any, fixed_batch: int | None,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor | None, int]]:
+    """``(x, labels, n)``: the inputs of each validation run and how many of its samples are real (a fixed-batch
+    graph gets the last batch of a data split padded with zeros; the padding is dropped from the comparison)."""
+    if data is None:
+        gen = torch.Generator(device="cpu").manual_seed(seed)
+        for b in batch_sizes:
+            yield _draw_input((b, *sample_shape), in_dtype, gen, input_range), None, b
+        return
+    step = fixed_batch or max(batch_sizes)
+    for x, y in data.batches(step):
+        n = x.shape[0]
+        if fixed_batch is not None and n < fixed_batch:
+            x = torch.cat([x, x.new_zeros((fixed_batch - n, *x.shape[1:]))])
+        yield x.to(in_dtype) if in_dtype.is_floating_point else x, y, n
+
+
 def validate_onnx(
     path: str | os.PathLike[str],
     reference: Callable[[torch.Tensor], Any],
@@ -158,14 +190,24 @@ def validate_onnx(
     reference_desc: str = "eager PyTorch (fp32)",
     warnings: Sequence[str] = (),
     input_range: tuple[int, int] | None = None,
+    data: Any = None,
+    fixed_batch: int | None = None,
 ) -> dict[str, Any]:
-    """Run the ONNX file in ONNX Runtime on random inputs and compare every output with ``reference``.
+    """Run the ONNX file in ONNX Runtime and compare every output with ``reference``; the verdict is
+    :func:`deploykit.metrics.judge_outputs`'s on all samples together.
 
-    Inputs are standard normal from a ``torch.Generator`` seeded with ``seed`` (one batch per entry of
-    ``batch_sizes``), rounded to fp16 for an fp16 graph and given to the fp32 reference as the same values; an
-    integer or bool input (token ids) draws integers uniform in ``input_range`` ``[LO, HI)`` instead.
-    ``reference(x)`` runs on ``device`` in fp32. Returns the manifest record (``passed`` says the verdict); it
-    does not raise on a numerical failure, only when the file cannot be run at all.
+    Inputs: without ``data``, standard normal from a ``torch.Generator`` seeded with ``seed`` (one batch per entry
+    of ``batch_sizes``; an integer or bool input draws integers uniform in ``input_range`` ``[LO, HI)``). With
+    ``data`` (a :class:`~deploykit.data.LabelledData`, already checked against the model), its samples in batches
+    of ``fixed_batch`` (a fixed-batch graph) or ``max(batch_sizes)``, and the record's ``accuracy`` holds
+    :func:`~deploykit.metrics.logit_metrics` of eager PyTorch and of the graph (accuracy, top-1 agreement, logit
+    errors, cosine). An fp16 graph gets inputs rounded to fp16 and the fp32 reference the same values.
+    ``reference(x)`` runs on ``device`` in fp32.
+
+    Returns the manifest record: ``status`` (``passed`` / ``inconclusive`` / ``failed``), ``passed`` (``True``,
+    ``None`` for inconclusive, ``False``), ``reason`` and ``advice`` (one line each), ``verdict`` (per output
+    numbers), the worst errors, ``runs`` (per batch) and ``warnings``. It does not raise on a numerical
+    failure, only when the file cannot be run at all.
     """
     tol = tolerance_for(precision, tolerances)
     # True fp32 on both sides (deploykit.backends.math_mode): ONNX Runtime's CUDA provider defaults to TF32.
@@ -176,17 +218,17 @@ def validate_onnx(
     in_name = inputs[0].name
     in_dtype = ort_dtype_to_torch(inputs[0].type)
     out_names = [o.name for o in sess.get_outputs()]
-    gen = torch.Generator(device="cpu").manual_seed(seed)
     math_record = fp32_math_record(device)
     runs: list[dict[str, Any]] = []
     refs: dict[str, list[torch.Tensor]] = {n: [] for n in out_names}
-    for b in batch_sizes:
-        x = _draw_input((b, *sample_shape), in_dtype, gen, input_range)
+    gots: dict[str, list[torch.Tensor]] = {n: [] for n in out_names}
+    labels: list[torch.Tensor] = []
+    for x, y, n in _validation_batches(batch_sizes, sample_shape, in_dtype, seed, input_range, data, fixed_batch):
         try:
             got = sess.run(None, {in_name: x.numpy()})
         except Exception as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ValidationError(f"ONNX Runtime failed to run {path} on a batch of {b}: {first}") from None
+            raise ValidationError(f"ONNX Runtime failed to run {path} on a batch of {x.shape[0]}: {first}") from None
         with torch.inference_mode(), true_fp32() if device.type == "cuda" else contextlib.nullcontext():
             if device.type == "cuda":
                 math_record = fp32_math_record(device)
@@ -195,24 +237,38 @@ def validate_onnx(
             raise ValidationError(f"the ONNX graph has {len(got)} outputs, eager PyTorch returned {len(ref)}")
         outs = []
         for name, g, r in zip(out_names, got, ref, strict=True):
-            rec = compare_outputs(torch.from_numpy(g), r, tol)
+            g_t, r_t = torch.from_numpy(g)[:n], r.detach()[:n].float().cpu()
+            rec = compare_outputs(g_t, r_t, tol)
             outs.append({"name": name, **rec})
-            refs[name].append(r.detach().float().cpu())
-        runs.append({"batch_size": b, "passed": all(o["passed"] for o in outs), "outputs": outs})
-    worst_abs = max(o["max_abs_error"] for r in runs for o in r["outputs"])
-    worst_rel = max(o["max_rel_error"] for r in runs for o in r["outputs"])
-    sens = {n: input_sensitivity(v) for n, v in refs.items()}
-    notes = list(warnings)
-    for n, s in sens.items():
-        if s is not None and s < LOW_SENSITIVITY:
-            notes.append(
-                f"output {n!r} varies by only {s:.1e} of its magnitude across the random inputs (random init?): "
-                "the check cannot see errors in the input-dependent part of the model"
-            )
+            refs[name].append(r_t)
+            gots[name].append(g_t.float())
+        if y is not None:
+            labels.append(y)
+        runs.append({"batch_size": n, "passed": all(o["passed"] for o in outs), "outputs": outs})
+    if not runs:
+        raise ValidationError("no validation inputs")
+    verdict = judge_outputs(
+        {k: torch.cat(v) for k, v in gots.items()}, {k: torch.cat(v) for k, v in refs.items()}, tol,
+        precision=precision,
+    )
+    worst_abs = max(o.max_abs_error for o in verdict.outputs)
+    worst_rel = max(o.max_rel_error for o in verdict.outputs)
+    sens = {o.name: o.input_sensitivity for o in verdict.outputs}
+    accuracy = None
+    if labels:
+        first = out_names[0]
+        y_all = torch.cat(labels)
+        ref0, got0 = torch.cat(refs[first]), torch.cat(gots[first])
+        if ref0.dim() == 2:
+            eager_m = logit_metrics(ref0, y_all)
+            onnx_m = logit_metrics(got0, y_all, ref0)
+            accuracy = {"output": first, "eager": asdict(eager_m), "onnx": asdict(onnx_m)}
     provider = CUDA_PROVIDER if device.type == "cuda" else CPU_PROVIDER
     return {
-        "status": "passed" if all(r["passed"] for r in runs) else "failed",
-        "passed": all(r["passed"] for r in runs),
+        "status": verdict.status,
+        "passed": True if verdict.passed else (False if verdict.failed else None),
+        "reason": verdict.reason,
+        "advice": verdict.advice,
         "precision": precision,
         "device": str(device),
         "provider": provider,
@@ -220,53 +276,61 @@ def validate_onnx(
         "fp32_math": math_record,
         "criterion": CRITERION,
         "tolerance": tol.to_dict(),
+        "inputs": (
+            {"kind": "data", **data.to_dict(), "batch_size": fixed_batch or max(batch_sizes)}
+            if data is not None
+            else {"kind": "random", "seed": seed, "batch_sizes": list(batch_sizes)}
+        ),
         "seed": seed,
-        "batch_sizes": list(batch_sizes),
+        "batch_sizes": [r["batch_size"] for r in runs],
+        "samples": sum(r["batch_size"] for r in runs),
         "max_abs_error": worst_abs,
         "max_rel_error": worst_rel,
         "input_sensitivity": sens,
+        "accuracy": accuracy,
+        "verdict": verdict.to_dict(),
         "runs": runs,
-        "warnings": notes,
+        "warnings": list(warnings),
     }
 
 
 def describe_failure(record: Mapping[str, Any]) -> str:
-    """One line with the numbers of a failed validation record: how many runs failed and the worst one."""
-    runs = record.get("runs", [])
-    failing = [(run, o) for run in runs for o in run["outputs"] if not o["passed"]]
-    if not failing:
-        return "no failing output"
-    # the worst: non-finite first, then the largest error relative to the output's scale
-    run, o = max(failing, key=lambda ro: (not ro[1]["finite"], ro[1]["max_rel_error"]))
-    if o["finite"]:
-        why = (
-            f"max abs error {o['max_abs_error']:.3g}, max rel error {o['max_rel_error']:.3g} "
-            f"(of |ref| max {o['ref_max_abs']:.3g}"
-        )
-        if record.get("precision") == "fp16" and o["ref_max_abs"] < FP16_MIN_NORMAL:
-            why += f", below fp16's smallest normal value {FP16_MIN_NORMAL:.2g}: the fp16 graph underflows"
-    else:
-        why = f"non-finite values (|ref| max {o['ref_max_abs']:.3g}"
-        if record.get("precision") == "fp16" and o["ref_max_abs"] > FP16_MAX:
-            why += f", beyond fp16's largest value {FP16_MAX:g}: the fp16 graph overflows"
-    why += ")"
-    n_bad = len({id(r) for r, _ in failing})
-    tol = record.get("tolerance", {})
-    return (
-        f"{n_bad} of {len(runs)} random batches fail; worst: batch of {run['batch_size']}, output {o['name']!r}: "
-        f"{why}; allowed: atol {tol.get('atol')} + rtol {tol.get('rtol')} x |ref| max ({record.get('provider')})"
+    """One line saying why a validation record failed (or was inconclusive): the verdict's reason, where it was
+    measured, and what fp16's range has to do with it."""
+    reason = record.get("reason") or "no reason recorded"
+    prec = record.get("precision")
+    extra = ""
+    outs = (record.get("verdict") or {}).get("outputs", [])
+    ref_max = max((o["ref_max_abs"] for o in outs), default=None)
+    if prec == "fp16" and ref_max is not None:
+        if ref_max < FP16_MIN_NORMAL:
+            extra = (f"; eager PyTorch's largest output {ref_max:.2g} is below fp16's smallest normal value "
+                     f"{FP16_MIN_NORMAL:.2g}: the fp16 graph underflows with these weights")
+        elif ref_max > FP16_MAX:
+            extra = f"; eager PyTorch's output reaches {ref_max:.3g}, beyond fp16's largest value {FP16_MAX:g}: the fp16 graph overflows"
+    inputs = record.get("inputs") or {}
+    where = (
+        f"{record.get('samples')} samples of {inputs.get('name')} ({inputs.get('split')})"
+        if inputs.get("kind") == "data"
+        else f"{len(record.get('runs', []))} random batches"
     )
+    return f"{reason}{extra} ({where}, {record.get('provider')})"
 
 
 def validation_scope(
-    precision: str, device: torch.device, batch_sizes: Sequence[int], coverage: Mapping[str, Any] | None
+    precision: str, device: torch.device, batch_sizes: Sequence[int], coverage: Mapping[str, Any] | None,
+    *, data: Any = None,
 ) -> tuple[list[str], list[str]]:
     """What a validation on ``device`` did and did not check, in words for the manifest."""
     provider = CUDA_PROVIDER if device.type == "cuda" else CPU_PROVIDER
+    on = (
+        f"the {len(data)} samples of {data.name} ({data.split}), with accuracy and top-1 agreement"
+        if data is not None
+        else f"random batches of {', '.join(map(str, batch_sizes))}"
+    )
     validated = [
         "onnx.checker.check_model(full_check=True): graph, types and strict shape inference",
-        f"outputs of ONNX Runtime ({provider}, {device}) vs eager PyTorch fp32 on random batches of "
-        f"{', '.join(map(str, batch_sizes))}",
+        f"outputs of ONNX Runtime ({provider}, {device}) vs eager PyTorch fp32 on {on}",
     ]
     not_validated: list[str] = []
     if precision == "fp16":

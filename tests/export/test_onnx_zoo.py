@@ -49,7 +49,11 @@ def test_every_model_exports_and_validates(name: str, tmp_path) -> None:
         module, spec, out_dir=tmp_path, dynamic_batch=True, validate_batches=(1, 3), device="cpu"
     )
     m = dyn.manifest
-    assert m["validation"]["passed"] is True, m["validation"]
+    v = m["validation"]
+    # Random weights: an output that hardly depends on the input (d2l-googlenet: 9e-6 of its magnitude) cannot be
+    # checked and must say so; every other model must pass.
+    weak = min(s for s in v["input_sensitivity"].values() if s is not None) < 1e-3
+    assert v["status"] == "passed" or (v["status"] == "inconclusive" and weak), v
     assert [r["batch_size"] for r in m["validation"]["runs"]] == [1, 3]
     assert m["inputs"][0]["shape"] == ["batch", *spec.input_shape]
     assert m["outputs"][0]["shape"][0] == "batch"
@@ -88,8 +92,8 @@ def test_every_model_exports_and_validates(name: str, tmp_path) -> None:
 
     if name not in STATIC_CHECK:
         return
-    static = export_module(module, spec, out_dir=tmp_path, batch_size=1, validate_batches=(1,), device="cpu")
-    assert static.manifest["validation"]["passed"] is True
+    static = export_module(module, spec, out_dir=tmp_path, batch_size=1, validate_batches=(1, 1), device="cpu")
+    assert static.manifest["validation"]["status"] == v["status"]
     assert static.manifest["inputs"][0]["shape"] == [1, *spec.input_shape]
     assert static.path.name == f"{name}.onnx"
     assert load_onnx_artifact(static.path).manifest == static.manifest
