@@ -13,7 +13,7 @@ import deploykit
 from deploykit.cli.app import app
 
 #: ``--flags`` of other programs that deploykit runs or quotes, each with the program it belongs to.
-OTHER_PROGRAMS = {"--query-gpu": "nvidia-smi"}
+OTHER_PROGRAMS = {"--query-gpu": "nvidia-smi", "--id": "nvidia-smi"}
 
 FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
 
@@ -21,7 +21,7 @@ FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
 def _options() -> set[str]:
     group = typer.main.get_command(app)
     found = {"--help"}
-    for command in group.commands.values():  # type: ignore[attr-defined]
+    for command in (group, *group.commands.values()):  # type: ignore[attr-defined]
         for param in command.params:
             found.update(o for o in (*param.opts, *param.secondary_opts) if o.startswith("--"))
     return found
