@@ -270,9 +270,9 @@ def _trt_rows(
     """TensorRT engines built from the ONNX files, or one skipped row saying why they cannot be."""
     import copy
 
-    from deploykit.export.tensorrt import tensorrt_status
+    from deploykit.backends.registry import get_backend
 
-    reason = tensorrt_status()
+    reason = get_backend("trt").unavailable()
     if reason is not None:
         return [ArtifactResult("tensorrt", "tensorrt", None, "TensorRT", "skipped", reason=reason)]
     from deploykit.backends.tensorrt import TensorRTRunner

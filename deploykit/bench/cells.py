@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from deploykit.backends.base import Runner
+from deploykit.backends.registry import BackendInfo, get_backend
 from deploykit.backends.torch_backends import (
     ChannelsLastRunner,
     CompileRunner,
@@ -28,7 +29,7 @@ from deploykit.backends.torch_backends import (
     torch_dtype,
 )
 from deploykit.bench.cache import BenchCache
-from deploykit.errors import BackendUnavailable
+from deploykit.errors import BackendUnavailable, InvalidInput
 from deploykit.models import ModelSpec
 from deploykit.precision import Precision
 
@@ -186,14 +187,11 @@ def ort_factory(ctx: CellContext) -> Prepared:
 
 def trt_factory(ctx: CellContext) -> Prepared:
     _need_cuda(ctx, "trt")
-    from deploykit.export.tensorrt import tensorrt_status
-
-    reason = tensorrt_status()
+    reason = get_backend("trt").unavailable()
     if reason is not None:
         raise BackendUnavailable(f"trt: {reason}")
     from deploykit.backends.tensorrt import TensorRTRunner
     from deploykit.backends.tensorrt.runtime import current_gpu, import_tensorrt
-    from deploykit.errors import InvalidInput
     from deploykit.export.tensorrt import build_engine, timing_cache_key
 
     trt_version = str(import_tensorrt().__version__)
@@ -241,7 +239,54 @@ def trt_factory(ctx: CellContext) -> Prepared:
     return Prepared(runner, torch_dtype(onnx_precision), cache_hit=hit, info={"engine": str(engine_path)})
 
 
-#: The built-in backends by command-line name.
+def _module_factory(info: BackendInfo) -> Factory:
+    """A registered backend that runs the module (``artifact=None``) and has no factory of its own."""
+
+    def factory(ctx: CellContext) -> Prepared:
+        _check_support(info, ctx)
+        runner = info.runner_class()(_copy(ctx), ctx.device, precision=ctx.precision)
+        return Prepared(runner, torch_dtype(ctx.precision))
+
+    return factory
+
+
+def _onnx_factory(info: BackendInfo) -> Factory:
+    """A registered backend that runs an ONNX file (``artifact="onnx"``) and has no factory of its own: the
+    cell's cached, validated export, given to the runner as ``Runner(path, device=...)``."""
+
+    def factory(ctx: CellContext) -> Prepared:
+        _check_support(info, ctx)
+        art, hit = cached_onnx(ctx, ctx.precision)
+        runner = info.runner_class()(art.path, device=str(ctx.device))
+        return Prepared(runner, torch_dtype(ctx.precision), cache_hit=hit, info={"onnx": str(art.path)})
+
+    return factory
+
+
+def _check_support(info: BackendInfo, ctx: CellContext) -> None:
+    if ctx.device.type not in info.devices:
+        raise BackendUnavailable(f"{info.name} runs on {' or '.join(info.devices)}, not {ctx.device.type}")
+    if ctx.precision not in info.precisions:
+        raise BackendUnavailable(f"{info.name} runs {', '.join(info.precisions)}, not {ctx.precision}")
+    reason = info.unavailable()
+    if reason is not None:
+        raise BackendUnavailable(f"{info.name}: {reason}")
+
+
+def factory_for(backend: str) -> Factory:
+    """The cell factory of a registered backend: its own (:data:`FACTORIES`), else a generic one for what it
+    runs (the module, or the cell's ONNX export). Unknown names and other artifacts are :class:`InvalidInput`."""
+    if backend in FACTORIES:
+        return FACTORIES[backend]
+    info = get_backend(backend)
+    if info.artifact is None:
+        return _module_factory(info)
+    if info.artifact == "onnx":
+        return _onnx_factory(info)
+    raise InvalidInput(f"backend {backend!r} runs {info.artifact} artifacts, which the benchmark cannot build")
+
+
+#: The built-in backends' own factories by command-line name.
 FACTORIES: dict[str, Factory] = {
     "eager": eager_factory,
     "channels-last": channels_last_factory,

@@ -13,12 +13,15 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from deploykit.backends.registry import backend_names
 from deploykit.bench.timing import TimingOptions
 from deploykit.errors import InvalidInput
+from deploykit.precision import TORCH_PRECISIONS, Precision
 
-#: Backend names, in the order a sweep runs them (eager first: it is the reference for speedups).
-BACKENDS = ("eager", "channels-last", "cuda-graph", "compile", "ort", "trt")
-PRECISIONS = ("fp32", "fp16", "bf16")
+#: The built-in backend names (:mod:`deploykit.backends.registry`, read again wherever a spec is checked, so a
+#: backend registered later counts too), in the order a sweep runs them (eager first: the speedup reference).
+BACKENDS = backend_names()
+PRECISIONS = Precision.names(*TORCH_PRECISIONS)
 
 #: What ``deploykit bench`` runs when no ``--backend`` / ``--precision`` / ``--batch`` is given.
 DEFAULTS: dict[str, dict[str, tuple[Any, ...]]] = {
@@ -70,7 +73,7 @@ class BenchSpec:
             raise InvalidInput("give at least one model")
         device_type(self.device)
         for label, values, allowed in (
-            ("backend", self.backends, BACKENDS),
+            ("backend", self.backends, backend_names()),
             ("precision", self.precisions, PRECISIONS),
         ):
             if not values:
@@ -89,8 +92,8 @@ class BenchSpec:
                 raise InvalidInput(
                     f"unknown compile mode {self.compile_mode!r}; use {', '.join(COMPILE_MODES)}"
                 )
-        # Run order: backends in BACKENDS order, duplicates dropped (eager first, the speedup reference).
-        object.__setattr__(self, "backends", tuple(b for b in BACKENDS if b in self.backends))
+        # Run order: the registry's, duplicates dropped (eager first, the speedup reference).
+        object.__setattr__(self, "backends", tuple(b for b in backend_names() if b in self.backends))
         object.__setattr__(self, "precisions", tuple(dict.fromkeys(self.precisions)))
         object.__setattr__(self, "batches", tuple(dict.fromkeys(int(b) for b in self.batches)))
         object.__setattr__(self, "models", tuple(dict.fromkeys(self.models)))

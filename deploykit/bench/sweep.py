@@ -40,7 +40,7 @@ from deploykit.backends.base import Runner
 from deploykit.backends.math_mode import fp32_math_record, true_fp32
 from deploykit.backends.torch_backends import default_compile_mode, first_tensor
 from deploykit.bench.cache import BenchCache
-from deploykit.bench.cells import FACTORIES, CellContext, Factory
+from deploykit.bench.cells import CellContext, Factory, factory_for
 from deploykit.bench.results import BenchResult, CellResult, add_speedups
 from deploykit.bench.spec import BenchSpec
 from deploykit.bench.timing import CudaEventTimer, HostTimer, Timer, time_cell, time_first_call
@@ -443,7 +443,7 @@ def run_bench(
     0.21
     """
     device = resolve_device(spec.device)
-    table = {**FACTORIES, **(factories or {})}
+    table = {b: (factories or {}).get(b) or factory_for(b) for b in spec.backends}
     cache = BenchCache.at(spec.cache_dir)
     # Validate every model before the first (possibly long) cell runs.
     specs = {name: create_model(name, device="meta", **spec.overrides)[1] for name in spec.models}

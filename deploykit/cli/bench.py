@@ -7,15 +7,16 @@ from typing import Annotated, Any
 
 import typer
 
+from deploykit.backends.registry import backend_names, list_backends
 from deploykit.cli._common import console, err_console, handle_errors, show, split_list
+from deploykit.precision import TORCH_PRECISIONS, Precision
+
+#: Precisions a sweep takes (what torch runs; TensorRT int8 is built with `deploykit export --int8`).
+BENCH_PRECISIONS = Precision.names(*TORCH_PRECISIONS)
 
 HELP = """Benchmark models across backends, precisions and batch sizes; print a table and save a JSON file.
 
-Backends: [bold]eager[/], [bold]channels-last[/] (eager, NHWC), [bold]cuda-graph[/] (eager captured and
-replayed), [bold]compile[/] (torch.compile; --compile-mode, default max-autotune on CUDA, default on CPU),
-[bold]ort[/] (ONNX Runtime, CPU or CUDA with io-binding), [bold]trt[/] (TensorRT, CUDA graphs on). A backend
-that cannot run here is skipped with a one-line reason; an out-of-memory cell is reported and the sweep
-goes on.
+Backends: """ + ", ".join(f"[bold]{b.name}[/] ({b.summary})" for b in list_backends()) + """. compile takes --compile-mode (default max-autotune on CUDA, default on CPU). A backend that cannot run here is skipped with a one-line reason; an out-of-memory cell is reported and the sweep goes on.
 
 [bold]Timing[/]: CUDA events on the stream doing the work (graph replay included) on the GPU,
 perf_counter_ns on the CPU (ONNX Runtime on CUDA computes on a torch stream it is given, TensorRT
@@ -113,9 +114,9 @@ def bench(
     ] = None,
     backend: Annotated[
         str | None,
-        typer.Option("--backend", help="Comma list: eager,channels-last,cuda-graph,compile,ort,trt."),
+        typer.Option("--backend", help=f"Comma list: {','.join(backend_names())}."),
     ] = None,
-    precision: Annotated[str | None, typer.Option("--precision", help="Comma list: fp32,fp16,bf16.")] = None,
+    precision: Annotated[str | None, typer.Option("--precision", help=f"Comma list: {','.join(BENCH_PRECISIONS)}.")] = None,
     batch: Annotated[
         str | None, typer.Option("--batch", help="Comma list of batch sizes, e.g. 1,8,64,256.")
     ] = None,

@@ -55,10 +55,10 @@ def evaluate(
     if min_agreement is not None and not 0 <= min_agreement <= 100:
         raise InvalidInput(f"--min-agreement is a percentage (0-100), got {min_agreement}")
     if target.endswith(".engine"):
+        from deploykit.backends.registry import get_backend
         from deploykit.errors import BackendUnavailable
-        from deploykit.export.tensorrt import tensorrt_status
 
-        reason = tensorrt_status()
+        reason = get_backend("trt").unavailable()
         if reason is not None:
             raise BackendUnavailable(f"{target}: {reason}")
         raise InvalidInput(

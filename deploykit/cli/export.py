@@ -315,9 +315,9 @@ def export(
     if data_limit is not None and (data is None or data_limit < 1):
         raise InvalidInput("--data-limit needs --data and a positive number of samples")
 
-    from deploykit.export.tensorrt import tensorrt_status
+    from deploykit.backends.registry import get_backend
 
-    trt_reason = tensorrt_status()
+    trt_reason = get_backend("trt").unavailable()
     if not explicit:
         # Default: the ONNX file and, when TensorRT is usable, the engine; without TensorRT the engine is
         # reported as skipped (exit 0), so the user learns what the command could have built.

@@ -21,7 +21,7 @@ NO_TRT = "TensorRT is not installed (pip install 'deploykit[tensorrt]')"
 @pytest.fixture(autouse=True)
 def no_tensorrt(monkeypatch: pytest.MonkeyPatch) -> None:
     """Behave as on a machine without TensorRT, whatever this one has."""
-    import deploykit.export.tensorrt as trt_mod
+    import deploykit.backends.tensorrt.runtime as trt_mod
 
     monkeypatch.setattr(trt_mod, "tensorrt_status", lambda: NO_TRT)
 
