@@ -81,6 +81,19 @@ PRESETS: dict[str, DevicePreset] = {
             aliases=("h100-sxm", "h100-sxm5"),
         ),
         DevicePreset(
+            key="h200",
+            name="NVIDIA H200 SXM 141GB",
+            bandwidth_gbs=4800,
+            matrix_tflops={"fp32": 66.9, "tf32": 494.7, "fp16": 989.4, "bf16": 989.4, "int8": 1978.9},
+            vector_tflops={"fp32": 66.9, "tf32": 66.9, "fp16": 133.8, "bf16": 133.8, "int8": 66.9},
+            source="NVIDIA H200 Tensor Core GPU datasheet / product page, H200 SXM column: 141 GB HBM3e at "
+            "4.8 TB/s, FP32 67 TFLOPS, TF32 tensor 989, BF16/FP16 tensor 1,979, INT8 tensor 3,958 TOPS (tensor "
+            "figures with sparsity, halved here); the same GH100 die and clocks as the H100 SXM5 (so the same "
+            "compute peaks, to the H100 whitepaper's precision), only the memory differs",
+            notes="the H200 NVL (PCIe) has the same memory and lower clocks: not this preset",
+            aliases=("h200-sxm", "h200-sxm5"),
+        ),
+        DevicePreset(
             key="h100-measured",
             name="NVIDIA H100 80GB (ceilings measured on the lent machine)",
             bandwidth_gbs=2990,

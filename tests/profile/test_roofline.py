@@ -50,3 +50,16 @@ def test_halving_the_bytes_halves_the_memory_term_only() -> None:
     fp16 = roofline(profile_module(net, x, dtype="fp16"), DEVICE).layers[0]
     assert fp16.memory_time_s == pytest.approx(fp32.memory_time_s / 2)
     assert fp16.compute_time_s == pytest.approx(fp32.compute_time_s)  # one peak for every precision here
+
+
+def test_h200_preset_is_the_h100s_compute_with_h200_memory() -> None:
+    from deploykit.profile.devices import get_device
+
+    h100, h200 = get_device("h100"), get_device("H200-SXM")
+    assert h200.key == "h200" and h200.bandwidth_gbs == 4800  # 4.8 TB/s HBM3e
+    # dense tensor figures: the datasheet's sparse 1,979 (FP16/BF16), 989 (TF32), 3,958 (INT8) halved
+    assert h200.matrix_tflops == h100.matrix_tflops
+    assert h200.peak_flops("fp16", True) == pytest.approx(989.4e12)
+    assert h200.vector_tflops == h100.vector_tflops
+    # more bandwidth for the same compute: the ridge point moves left by 3350 / 4800
+    assert h200.ridge_point("fp16") == pytest.approx(h100.ridge_point("fp16") * 3350 / 4800)
