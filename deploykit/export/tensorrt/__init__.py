@@ -32,7 +32,8 @@ are re-exported here from both places:
 - ``profiles``: optimization-profile shapes from the batch options
 - ``precision``: the precision plan per TensorRT version and the silent-fp32 check
 - ``calibration``: real INT8 calibration data and the 10.x calibrator
-- ``timing_cache``: timing-cache keys and paths
+- ``timing_cache``: timing-cache keys, paths, loading into and saving from a builder config
+- ``manifest``: the manifest written next to an engine, and the engine + manifest pair written as one
 - ``engine_validation``: the built engine against the reference
 - ``build``: :func:`build_engine`, parser -> config -> plan -> inspect -> validate -> write
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
-import hashlib
 import os
 import time
 from collections.abc import Mapping
@@ -11,20 +9,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from deploykit._io import atomic_write_bytes, commit_pair, make_temporary
 from deploykit.backends.tensorrt import runtime as _rt
 from deploykit.backends.tensorrt.executor import EngineExecutor, ProfileShape, _make_logger
-from deploykit.backends.tensorrt.manifest import (
-    ENGINE_SUFFIX,
-    MANIFEST_SCHEMA,
-    MANIFEST_VERSION,
-    EngineArtifact,
-    engine_manifest_path,
-)
+from deploykit.backends.tensorrt.manifest import ENGINE_SUFFIX, EngineArtifact
 from deploykit.backends.tensorrt.runtime import import_tensorrt
-from deploykit.errors import ArtifactError, ExportError, InvalidInput, first_line
+from deploykit.errors import ExportError, InvalidInput
 from deploykit.export.tensorrt.calibration import _make_calibrator, load_calibration_batches
 from deploykit.export.tensorrt.engine_validation import validate_engine
+from deploykit.export.tensorrt.manifest import engine_manifest, write_engine
 from deploykit.export.tensorrt.onnx_info import OnnxInfo, inspect_onnx
 from deploykit.export.tensorrt.precision import (
     PrecisionPlan,
@@ -34,7 +26,13 @@ from deploykit.export.tensorrt.precision import (
     verify_engine_precision,
 )
 from deploykit.export.tensorrt.profiles import derive_profile_shapes
-from deploykit.export.tensorrt.timing_cache import default_timing_cache_path, timing_cache_key
+from deploykit.export.tensorrt.timing_cache import (
+    attach_timing_cache,
+    default_timing_cache_path,
+    save_timing_cache,
+    timing_cache_key,
+)
+from deploykit.precision import Precision
 
 #: ``IBuilderConfig.builder_optimization_level`` range (0-5, default 3; TensorRT 8.6+ and 11.x).
 OPT_LEVELS = range(0, 6)
@@ -64,23 +62,19 @@ class _BuildResult:
     calibration: dict[str, Any] | None
     warnings: list[str]
 
-def _build_serialized(
-    trt: Any,
-    info: OnnxInfo,
-    plan: PrecisionPlan,
-    shapes: Mapping[str, ProfileShape],
-    *,
-    workspace_bytes: int | None,
-    opt_level: int | None,
-    tf32: bool,
-    cache_path: Path,
-    calibrator: Any,
-    calib_batch: int | None,
-    device: Any,
-) -> _BuildResult:
-    """Logger -> Builder -> network -> ONNX parser -> builder config -> build_serialized_network, call by call."""
 
-    logger = _make_logger(trt)
+@dataclass
+class _Calibration:
+    """INT8 calibration inputs for the 10.x implicit-quantization route (all ``None`` on every other route)."""
+
+    calibrator: Any = None
+    desc: dict[str, Any] | None = None
+    batches: list[Any] | None = None
+    batch: int | None = None
+
+
+def _parse_network(trt: Any, logger: Any, info: OnnxInfo, plan: PrecisionPlan, shapes: Mapping[str, ProfileShape]) -> tuple[Any, Any, list[str]]:
+    """Builder -> network -> ONNX parser; returns the builder, the network and its input names."""
     # trt.Builder(logger): 8.x-11.x.
     builder = trt.Builder(logger)
     # create_network(flags): STRONGLY_TYPED exists in 10.x (Python API "Builder": NetworkDefinitionCreationFlag)
@@ -99,7 +93,22 @@ def _build_serialized(
     missing = [n for n in net_inputs if n not in shapes]
     if missing:
         raise ExportError(f"the parsed network has inputs {missing} that the ONNX graph does not list")
+    return builder, network, net_inputs
 
+
+def _configure(
+    trt: Any,
+    builder: Any,
+    plan: PrecisionPlan,
+    shapes: Mapping[str, ProfileShape],
+    net_inputs: list[str],
+    *,
+    workspace_bytes: int | None,
+    opt_level: int | None,
+    tf32: bool,
+    calib: _Calibration,
+) -> Any:
+    """The builder config: memory pool, optimization level, verbosity, TF32, precision flags, profiles."""
     config = builder.create_builder_config()
     if workspace_bytes is not None:
         # set_memory_pool_limit(MemoryPoolType.WORKSPACE, bytes): TensorRT 8.4+ ("API Changes for 8.4"), 10.x, 11.x.
@@ -128,37 +137,39 @@ def _build_serialized(
         profile.set_shape(name, s.min, s.opt, s.max)
     config.add_optimization_profile(profile)
 
-    calibration = None
     if plan.calibrate:
         # config.int8_calibrator + set_calibration_profile: 10.x only (deprecated 10.1, removed 11.0).
-        config.int8_calibrator = calibrator
+        config.int8_calibrator = calib.calibrator
         calib_profile = builder.create_optimization_profile()
         for name in net_inputs:
             s = shapes[name]
-            c = (int(calib_batch or s.opt[0]), *s.opt[1:])
+            c = (int(calib.batch or s.opt[0]), *s.opt[1:])
             calib_profile.set_shape(name, c, c, c)
         config.set_calibration_profile(calib_profile)
+    return config
 
-    # Timing cache: config.create_timing_cache(bytes) (b"" = empty) + config.set_timing_cache(cache,
-    # ignore_mismatch=False); after the build config.get_timing_cache().serialize(). 8.0+/10.x/11.x (Polygraphy
-    # backend/trt/config.py and loader.py). ignore_mismatch=False: a cache from another device/version is refused.
-    loaded = 0
-    cache_note = "created"
-    old = b""
-    if cache_path.is_file():
-        old = cache_path.read_bytes()
-    try:
-        cache = config.create_timing_cache(old)
-    except Exception:  # a truncated or foreign file: start empty rather than fail the build
-        cache = None
-    if cache is None:
-        cache, cache_note = config.create_timing_cache(b""), "unreadable, started empty"
-    elif old:
-        loaded, cache_note = len(old), "reused"
-    if not config.set_timing_cache(cache, ignore_mismatch=False) and old:
-        cache = config.create_timing_cache(b"")
-        config.set_timing_cache(cache, ignore_mismatch=False)
-        loaded, cache_note = 0, "did not match this GPU/TensorRT, started empty"
+
+def _build_serialized(
+    trt: Any,
+    info: OnnxInfo,
+    plan: PrecisionPlan,
+    shapes: Mapping[str, ProfileShape],
+    *,
+    workspace_bytes: int | None,
+    opt_level: int | None,
+    tf32: bool,
+    cache_path: Path,
+    calib: _Calibration,
+    device: Any,
+) -> _BuildResult:
+    """Logger -> Builder -> network -> ONNX parser -> builder config -> build_serialized_network, call by call."""
+    logger = _make_logger(trt)
+    builder, network, net_inputs = _parse_network(trt, logger, info, plan, shapes)
+    config = _configure(
+        trt, builder, plan, shapes, net_inputs,
+        workspace_bytes=workspace_bytes, opt_level=opt_level, tf32=tf32, calib=calib,
+    )
+    cache_record = attach_timing_cache(config, cache_path)
 
     t0 = time.perf_counter()
     with _rt.device_guard(device):
@@ -172,24 +183,53 @@ def _build_serialized(
     plan_bytes = bytes(serialized)  # IHostMemory implements the buffer protocol
     if not plan_bytes:
         raise ExportError(f"TensorRT returned an empty engine for {info.path.name}")
-    if plan.calibrate and calibrator is not None:
-        calibration = {"batches_fed": int(getattr(calibrator, "batches_fed", 0))}
-
-    new_cache = bytes(config.get_timing_cache().serialize())
-    atomic_write_bytes(cache_path, new_cache)
+    calibration = None
+    if plan.calibrate and calib.calibrator is not None:
+        calibration = {"batches_fed": int(getattr(calib.calibrator, "batches_fed", 0))}
     return _BuildResult(
         plan=plan_bytes,
         build_time_s=build_time_s,
-        timing_cache={"path": os.fspath(cache_path), "status": cache_note, "loaded_bytes": loaded,
-                      "saved_bytes": len(new_cache)},
+        timing_cache=save_timing_cache(config, cache_path, cache_record),
         calibration=calibration,
         warnings=[m for s, m in logger.messages if s == "WARNING"][-20:],
     )
 
+
+def _check_options(
+    precision: str, workspace_bytes: int | None, opt_level: int | None, calib_data: Any
+) -> Precision:
+    """Everything about the options that can be refused before the ONNX file is read."""
+    p = check_precision(precision)
+    if workspace_bytes is not None and (isinstance(workspace_bytes, bool) or not isinstance(workspace_bytes, int)
+                                        or workspace_bytes < 1):
+        raise InvalidInput(f"workspace_bytes must be a positive integer, got {workspace_bytes!r}")
+    if opt_level is not None and (isinstance(opt_level, bool) or opt_level not in OPT_LEVELS):
+        raise InvalidInput(f"opt_level must be an integer from 0 to 5, got {opt_level!r}")
+    if calib_data is not None and not Path(calib_data).exists():
+        raise InvalidInput(f"calibration data not found: {calib_data}")
+    return p
+
+
+def _calibration(
+    trt: Any, plan: PrecisionPlan, info: OnnxInfo, shapes: Mapping[str, ProfileShape], calib_data: Any, device: Any
+) -> _Calibration:
+    """Real calibration batches and the calibrator for the 10.x implicit-INT8 route; empty otherwise."""
+    if not plan.calibrate:
+        return _Calibration()
+    assert calib_data is not None
+    if len(info.inputs) != 1:
+        raise InvalidInput("INT8 calibration data is supported for single-input models only")
+    spec = info.inputs[0]
+    s = shapes[spec.name]
+    batch = s.opt[0] if s.min[0] != s.max[0] else s.min[0]
+    batches, desc = load_calibration_batches(calib_data, sample_shape=s.opt[1:], batch_size=batch, dtype=spec.dtype)
+    return _Calibration(_make_calibrator(trt, batches, device), desc, batches, batch)
+
+
 def build_engine(
     onnx: Any,
     *,
-    precision: str = "fp32",
+    precision: str | Precision = "fp32",
     min_batch: int | None = None,
     opt_batch: int | None = None,
     max_batch: int | None = None,
@@ -231,14 +271,7 @@ def build_engine(
     'strong-typing'
     """
     # 1. Everything that needs no TensorRT: arguments, the ONNX graph, the profile, INT8 refusal.
-    p = check_precision(precision)
-    if workspace_bytes is not None and (isinstance(workspace_bytes, bool) or not isinstance(workspace_bytes, int)
-                                        or workspace_bytes < 1):
-        raise InvalidInput(f"workspace_bytes must be a positive integer, got {workspace_bytes!r}")
-    if opt_level is not None and (isinstance(opt_level, bool) or opt_level not in OPT_LEVELS):
-        raise InvalidInput(f"opt_level must be an integer from 0 to 5, got {opt_level!r}")
-    if calib_data is not None and not Path(calib_data).exists():
-        raise InvalidInput(f"calibration data not found: {calib_data}")
+    p = _check_options(precision, workspace_bytes, opt_level, calib_data)
     info = inspect_onnx(onnx)
     shapes = derive_profile_shapes(info.inputs, min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch)
     refuse_int8_without_data(p, has_qdq=info.has_qdq, calibration_data=calib_data is not None)
@@ -246,7 +279,7 @@ def build_engine(
     if engine_path.suffix == ".json":
         raise InvalidInput(f"out_path {engine_path} looks like a manifest; give the engine file name")
 
-    # 2. TensorRT, its version, the precision plan and the GPU.
+    # 2. TensorRT, its version, the precision plan, the GPU, the timing cache and calibration data.
     trt = import_tensorrt()
     trt_version = str(trt.__version__)
     plan = select_precision_plan(
@@ -260,27 +293,15 @@ def build_engine(
         gpu_name=gpu.name, compute_capability=gpu.compute_capability, cuda_version=gpu.cuda, tensorrt_version=trt_version
     )
     cache_path = Path(timing_cache) if timing_cache is not None else default_timing_cache_path(key)
-
-    calibrator, calib_desc, calib_batches, calib_batch = None, None, None, None
-    if plan.calibrate:
-        assert calib_data is not None
-        if len(info.inputs) != 1:
-            raise InvalidInput("INT8 calibration data is supported for single-input models only")
-        spec = info.inputs[0]
-        s = shapes[spec.name]
-        calib_batch = s.opt[0] if s.min[0] != s.max[0] else s.min[0]
-        calib_batches, calib_desc = load_calibration_batches(
-            calib_data, sample_shape=s.opt[1:], batch_size=calib_batch, dtype=spec.dtype
-        )
-        calibrator = _make_calibrator(trt, calib_batches, dev)
+    calib = _calibration(trt, plan, info, shapes, calib_data, dev)
 
     # 3. Build.
     built = _build_serialized(
         trt, info, plan, shapes, workspace_bytes=workspace_bytes, opt_level=opt_level, tf32=tf32,
-        cache_path=cache_path, calibrator=calibrator, calib_batch=calib_batch, device=dev,
+        cache_path=cache_path, calib=calib, device=dev,
     )
-    if calib_desc is not None and built.calibration is not None:
-        calib_desc.update(built.calibration)
+    if calib.desc is not None and built.calibration is not None:
+        calib.desc.update(built.calibration)
 
     # 4. Inspect: the engine must compute in the precision asked for (the silent-fp32 check).
     executor = EngineExecutor(trt, built.plan, dev, name=engine_path.name)
@@ -288,68 +309,24 @@ def build_engine(
     observed = verify_engine_precision(plan, layer_info)
 
     # 5. Validate against the reference.
-    if validate:
-        validation: dict[str, Any] = validate_engine(
-            executor, info, p, reference_model=reference_model, calibration=calib_batches, tf32=tf32
-        )
-    else:
-        validation = {"skipped": "validate=False"}
+    validation: dict[str, Any] = (
+        validate_engine(executor, info, p, reference_model=reference_model, calibration=calib.batches, tf32=tf32)
+        if validate
+        else {"skipped": "validate=False"}
+    )
 
-    # 6. Write engine + manifest atomically (the engine is renamed into place only after the manifest is written).
-    from deploykit._env import environment
-
-    manifest: dict[str, Any] = {
-        "schema": MANIFEST_SCHEMA,
-        "schema_version": MANIFEST_VERSION,
-        "engine_file": engine_path.name,
-        "engine_bytes": len(built.plan),
-        "engine_sha256": hashlib.sha256(built.plan).hexdigest(),
-        "model": info.model,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "build_time_s": built.build_time_s,
-        "source_onnx": {
-            "path": os.fspath(info.path),
-            "sha256": info.sha256,
-            "external_data": [{"file": f, "sha256": h} for f, h in info.external_data],
-            "manifest": os.fspath(info.manifest_path) if info.manifest_path else None,
-            "graph_precision": info.precision,
-            "qdq": info.has_qdq,
-        },
-        "tensorrt": {"version": trt_version, "major": plan.tensorrt_version[0], "minor": plan.tensorrt_version[1]},
-        "gpu": gpu.to_dict(),
-        "precision": {**plan.to_dict(), "tf32": tf32, "observed": observed, "calibration": calib_desc},
-        # What an fp32 layer of this engine computes in: IEEE fp32 (TF32 flag cleared, deploykit's choice) or TF32.
-        "fp32_math": "tf32" if tf32 else "ieee",
-        "profile": {n: s.to_dict() for n, s in shapes.items()},
-        "io": {
-            "inputs": [{"name": t.name, "dtype": str(t.dtype).replace("torch.", ""), "shape": list(t.shape)}
-                       for t in executor.inputs],
-            "outputs": [{"name": t.name, "dtype": str(t.dtype).replace("torch.", ""), "shape": list(t.shape)}
-                        for t in executor.outputs],
-        },
-        "builder": {
-            "workspace_bytes": workspace_bytes,
-            "optimization_level": opt_level,
-            "profiling_verbosity": "DETAILED",
-            "timing_cache": {**built.timing_cache, "key": key},
-            "warnings": built.warnings,
-        },
-        "layers": {"schema": layer_info["schema"], "num_layers": layer_info["num_layers"]},
-        "validation": validation,
-        "environment": environment(str(dev)),
+    # 6. Write engine + manifest as one pair.
+    builder = {
+        "workspace_bytes": workspace_bytes,
+        "optimization_level": opt_level,
+        "profiling_verbosity": "DETAILED",
+        "timing_cache": {**built.timing_cache, "key": key},
+        "warnings": built.warnings,
     }
-    manifest_path = engine_manifest_path(engine_path)
-    # The engine and its manifest are one artifact: every crash point leaves the old pair or the new one.
-    tmp = make_temporary(engine_path)
-    try:
-        try:
-            with open(tmp, "wb") as f:
-                f.write(built.plan)
-                f.flush()
-                os.fsync(f.fileno())
-        except OSError as exc:
-            raise ArtifactError(f"cannot write {engine_path}: {first_line(exc)}") from None
-        commit_pair(tmp, engine_path, manifest_path, manifest, sha_key="engine_sha256", size_key="engine_bytes")
-    finally:
-        tmp.unlink(missing_ok=True)
-    return EngineArtifact(path=engine_path, manifest_path=manifest_path, manifest=manifest)
+    manifest = engine_manifest(
+        engine_path=engine_path, plan_bytes=built.plan, info=info, plan=plan, gpu=gpu, shapes=shapes,
+        executor=executor, layer_info=layer_info, validation=validation, tf32=tf32,
+        build={"build_time_s": built.build_time_s, "tensorrt_version": trt_version, "builder": builder},
+        precision={"observed": observed, "calibration": calib.desc},
+    )
+    return write_engine(engine_path, built.plan, manifest)
