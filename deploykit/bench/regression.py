@@ -29,7 +29,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from deploykit.bench.results import COMPARABLE_REGIME_KEYS, BenchResult, CellResult
+from deploykit.bench.results import COMPARABLE_REGIME_KEYS, BenchResult, CellResult, fp32_math_policy
 from deploykit.bench.timing import UNUSABLE
 from deploykit.errors import ArtifactError, InvalidInput
 
@@ -159,6 +159,13 @@ def check_comparable(current: BenchResult, baseline: BenchResult) -> list[str]:
         if current.regime.get(k) != baseline.regime.get(k):
             raise ArtifactError(
                 f"different measurement regime {k!r}: current {current.regime.get(k)!r}, baseline {baseline.regime.get(k)!r}"
+            )
+    if current.regime.get("device_type") == "cuda":
+        cur_math, base_math = fp32_math_policy(current.regime), fp32_math_policy(baseline.regime)
+        if cur_math != base_math:
+            raise ArtifactError(
+                f"different fp32 math: current {cur_math}, baseline {base_math} (fp32 cells with TF32 are not "
+                "comparable with true-fp32 ones: record a new baseline)"
             )
     warnings = []
     for k in _VERSION_KEYS:

@@ -377,6 +377,14 @@ def add_speedups(cells: list[CellResult]) -> list[CellResult]:
 COMPARABLE_REGIME_KEYS = ("device_type", "transfers_included", "cudnn_benchmark")
 
 
+def fp32_math_policy(regime: dict[str, Any]) -> str:
+    """What fp32 meant in a result's regime on CUDA: ``"ieee"`` (true fp32, :mod:`deploykit.backends.math_mode`)
+    or ``"unrecorded"`` for a file written before sweeps recorded it (when cuDNN convolutions ran in TF32).
+    fp32 timings of the two are not comparable: TF32 convolutions are several times faster."""
+    rec = regime.get("fp32_math")
+    return str(rec.get("policy")) if isinstance(rec, dict) and rec.get("policy") else "unrecorded"
+
+
 def merge_results(results: list[BenchResult]) -> BenchResult:
     """Merge sweeps run in parts on the same device (one call per backend group, say) into one result.
 
@@ -407,6 +415,11 @@ def merge_results(results: list[BenchResult]) -> BenchResult:
                 raise ArtifactError(
                     f"cannot merge results with different {k!r}: {first.regime.get(k)!r} and {r.regime.get(k)!r}"
                 )
+        if first.regime.get("device_type") == "cuda" and fp32_math_policy(r.regime) != fp32_math_policy(first.regime):
+            raise ArtifactError(
+                f"cannot merge results with different fp32 math: {fp32_math_policy(first.regime)} and "
+                f"{fp32_math_policy(r.regime)}"
+            )
     cells: dict[tuple[str, str, str, int], CellResult] = {}
     for r in results:
         for c in r.cells:

@@ -192,6 +192,8 @@ def test_baseline_cell_not_ok_makes_current_new_or_not_run() -> None:
         (result(cell(), device="NVIDIA A100-SXM4-80GB"), "different devices"),
         (result(cell(), driver="575.10"), "different NVIDIA drivers"),
         (result(cell(), transfers_included=True), "transfers_included"),
+        # a true-fp32 sweep against a file from before sweeps recorded their fp32 math (TF32 convolutions)
+        (result(cell(), fp32_math={"policy": "ieee"}), "different fp32 math: current ieee, baseline unrecorded"),
     ],
 )
 def test_incomparable_files_raise(cur: BenchResult, match: str) -> None:
@@ -310,6 +312,8 @@ def test_merge_parts_of_a_sweep(tmp_path: Path) -> None:
     assert "compile_mode" not in m.regime and m.regime["transfers_included"] is False
     with pytest.raises(ArtifactError, match="different devices"):
         merge_results([a, result(cell(), device="NVIDIA L4")])
+    with pytest.raises(ArtifactError, match="different fp32 math"):
+        merge_results([a, result(cell(), fp32_math={"policy": "ieee"})])
     pa, pb, out = _write(tmp_path / "a.json", a), _write(tmp_path / "b.json", b), tmp_path / "m.json"
     res = RUNNER.invoke(app, ["bench-merge", str(pa), str(pb), "-o", str(out)])
     assert res.exit_code == 0, res.output
