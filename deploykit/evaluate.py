@@ -52,8 +52,13 @@ __all__ = [
 
 EVAL_SCHEMA = "deploykit.evaluation"
 EVAL_VERSION = 1
-#: Precisions an artifact can be exported and evaluated in.
-PRECISIONS = ("fp32", "fp16")
+#: Precisions an artifact can be exported and evaluated in: ``int8`` is the Q/DQ graph statically quantized
+#: with calibration on the data's train split (:mod:`deploykit.export.int8`); ``int8-dynamic`` is ONNX Runtime's
+#: dynamic quantization (no calibration; for comparison, not a TensorRT graph).
+PRECISIONS = ("fp32", "fp16", "int8", "int8-dynamic")
+#: What :func:`evaluate_model` evaluates by default.
+DEFAULT_PRECISIONS = ("fp32", "fp16")
+_QUANTIZED = ("int8", "int8-dynamic")
 DEFAULT_BATCH = 256
 
 
@@ -307,6 +312,67 @@ def _trt_rows(
     return rows
 
 
+def _quantized_rows(
+    precisions: Sequence[str], module: nn.Module, spec: Any, data: Any, test: LabelledData, ref: torch.Tensor,
+    made: dict[str, tuple[Path, Any]], out: Path, device: torch.device, batch: int, keep: bool,
+    cache_dir: str | os.PathLike[str] | None,
+) -> list[ArtifactResult]:
+    """INT8 rows: the Q/DQ graph calibrated on the train split of ``data`` (``made["int8"]`` for TensorRT) and
+    ONNX Runtime's dynamic quantization, both from the fp32 graph. Reported as measured: no accuracy gate here."""
+    from deploykit.export import export_module
+    from deploykit.export.int8 import (
+        DEFAULT_CALIB_SAMPLES,
+        calibration_splits,
+        check_overlap,
+        ort_int8_kernels,
+        quantize_dynamic_onnx,
+        quantize_onnx,
+    )
+    from deploykit.export.onnx import sha256_file
+
+    rows: list[ArtifactResult] = []
+    try:
+        if "fp32" in made:
+            fp32 = made["fp32"][0]
+        else:
+            fp32 = export_module(module, spec, out_dir=out, dynamic_batch=True, device=device, name=spec.name).path
+    except DeploykitError as exc:
+        return [ArtifactResult(f"onnx {p}", "onnx", p, "ONNX Runtime", "failed", reason=f"fp32 export: {first_line(exc, 400)}")
+                for p in precisions]
+    for precision in precisions:
+        label = f"onnx {precision}"
+        path = out / f"{fp32.stem}-{precision}.onnx"
+        try:
+            if precision == "int8":
+                if isinstance(data, LabelledData):
+                    rows.append(ArtifactResult(label, "onnx", precision, "ONNX Runtime", "skipped",
+                                               reason="calibration needs the data set's train split (give its name or file)"))
+                    continue
+                calib, _ = calibration_splits(data, spec, cache_dir=cache_dir)
+                overlap = check_overlap(calib, test)
+                if overlap:
+                    raise InvalidInput(f"the train split shares {overlap} samples with the test split: not calibrated")
+                rec = quantize_onnx(fp32, path, calib, samples=DEFAULT_CALIB_SAMPLES)
+                notes = [f"static Q/DQ, {rec['method']} calibration on {rec['samples']} samples of {calib.name} "
+                         f"({rec['data']['split']}, sha256 {rec['data']['sha256'][:12]}), disjoint from the test split"]
+                made["int8"] = (path, None)
+            else:
+                quantize_dynamic_onnx(fp32, path)
+                notes = ["ONNX Runtime dynamic quantization: int8 weights, activations quantized per batch at run time "
+                         "(no calibration; comparison only, TensorRT does not take this graph)"]
+            kernels = ort_int8_kernels(path, device)
+            notes.append(f"{kernels['device']} ran int8 kernels "
+                         + (", ".join(f"{k} x{v}" for k, v in kernels["int8_kernels"].items()) or "none")
+                         + "; float compute: "
+                         + (", ".join(f"{k} x{v}" for k, v in kernels["float_compute_kernels"].items()) or "none"))
+        except DeploykitError as exc:
+            rows.append(ArtifactResult(label, "onnx", precision, "ONNX Runtime", "failed", reason=first_line(exc, 400)))
+            continue
+        row = _onnx_row(label, path, precision, test, ref, device, batch, sha256_file(path), keep)
+        rows.append(ArtifactResult(**{**row.__dict__, "notes": (*row.notes, *notes)}))
+    return rows
+
+
 @contextlib.contextmanager
 def _artifact_dir(given: str | os.PathLike[str] | None) -> Iterator[Path]:
     """``given`` (created), or a temporary folder removed afterwards."""
@@ -340,7 +406,7 @@ def evaluate_model(
     data: str | os.PathLike[str] | LabelledData,
     *,
     weights: str | os.PathLike[str] | None = None,
-    precisions: Sequence[str] = PRECISIONS,
+    precisions: Sequence[str] = DEFAULT_PRECISIONS,
     onnx_files: Sequence[str | os.PathLike[str]] = (),
     onnx_dir: str | os.PathLike[str] | None = None,
     tensorrt: bool = True,
@@ -405,7 +471,7 @@ def evaluate_model(
                                       batch_size, sha256_file(path), True))
                 made.setdefault(precision, (path, None))
         else:
-            for precision in precs:
+            for precision in [p for p in precs if p not in _QUANTIZED]:
                 label = f"onnx {precision}"
                 try:
                     art = export_module(module, spec, out_dir=out, precision=precision, dynamic_batch=True,
@@ -418,6 +484,10 @@ def evaluate_model(
                 rows.append(_onnx_row(label, art.path, precision, test, ref, dev, batch_size,
                                       art.manifest["sha256"], onnx_dir is not None))
                 made[precision] = (art.path, art)
+            quantized = [p for p in precs if p in _QUANTIZED]
+            if quantized:
+                rows.extend(_quantized_rows(quantized, module, spec, data, test, ref, made, out, dev, batch_size,
+                                            onnx_dir is not None, cache_dir))
         if tensorrt:
             rows.extend(_trt_rows(made, module, test, ref, out, batch_size, onnx_dir is not None))
     return Evaluation(

@@ -11,11 +11,13 @@ from deploykit.cli._common import emit, handle_errors, json_text, show, split_li
 
 FORMATS = ("table", "json", "markdown")
 
-HELP = """Measure whether deployed artifacts still classify like the PyTorch model: accuracy on the test split of real data for eager PyTorch fp32 (the reference), ONNX fp32 and fp16 in ONNX Runtime (exported on the fly, or --onnx files) and TensorRT engines (when TensorRT and a CUDA GPU are usable; otherwise one line says why).
+HELP = """Measure whether deployed artifacts still classify like the PyTorch model: accuracy on the test split of real data for eager PyTorch fp32 (the reference), ONNX fp32, fp16 and INT8 in ONNX Runtime (exported on the fly, or --onnx files) and TensorRT engines (when TensorRT and a CUDA GPU are usable; otherwise one line says why).
 
 TARGET is a registered model (with --weights) or an ONNX file (compared with eager PyTorch when --weights is given: the model is read from the file's deploykit manifest, or --model). Given .engine files are not evaluated yet (engines are built from the model's ONNX exports when TensorRT is usable).
 
 [bold]Metrics[/] per artifact: top-1 and top-5 accuracy (top-5 with more than 5 classes); agreement = share of samples whose predicted class equals eager PyTorch's; max and mean |logit - eager logit|; max 1 - cosine similarity of a sample's logits with eager's. Percentages are truncated, never rounded up to 100%.
+
+[bold]INT8[/]: `onnx int8` is the Q/DQ graph `deploykit export --int8` makes (int8 weights per channel and activations per tensor, symmetric), calibrated with minmax on 512 samples of the data's TRAIN split (refused when they overlap the test split); `onnx int8-dynamic` is ONNX Runtime's dynamic quantization (activations quantized per batch at run time, no calibration; not a TensorRT graph), for comparison. Each row says which nodes ran as int8 kernels. No accuracy gate here: `deploykit export --int8 --max-accuracy-drop` has one.
 
 [bold]fp16 on the CPU[/]: ONNX Runtime's CPU provider has almost no fp16 kernels; it inserts Casts and runs those nodes in fp32, so the fp16 row measures fp16 weights, inputs and outputs, not fp16 arithmetic (a line says which nodes).
 
@@ -37,7 +39,7 @@ def evaluate(
     model: Annotated[str | None, typer.Option(help="For an ONNX TARGET without a deploykit manifest: the model the file was exported from.")] = None,
     onnx: Annotated[list[Path] | None, typer.Option("--onnx", help="Evaluate this ONNX file instead of exporting (repeat for several).")] = None,
     onnx_dir: Annotated[Path | None, typer.Option(help="Keep the exported ONNX files (and engines) in this folder (default: a temporary one).")] = None,
-    precision: Annotated[str, typer.Option(help="Precisions to export and evaluate: fp32, fp16 or fp32,fp16.")] = "fp32,fp16",
+    precision: Annotated[str, typer.Option(help="Precisions to export and evaluate, comma separated: fp32, fp16, int8 (static Q/DQ, calibrated on the data's train split), int8-dynamic (ONNX Runtime dynamic quantization, for comparison).")] = "fp32,fp16,int8,int8-dynamic",
     tensorrt: Annotated[bool, typer.Option("--tensorrt/--no-tensorrt", help="Also build and evaluate TensorRT engines when TensorRT is usable.")] = True,
     device: Annotated[str, typer.Option(help="cpu | cuda: where eager PyTorch and ONNX Runtime run.")] = "cpu",
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Samples per inference call.")] = 256,

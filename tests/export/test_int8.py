@@ -217,3 +217,20 @@ def test_cli_int8_passes_and_fails_the_gate(trained: Path, tmp_path: Path) -> No
     assert "INT8 accuracy drop" in res.output and "allowed 1" in res.output
     assert (out / "mnist1d-cnn-int8-dynamic.failed.onnx").is_file()
     assert (out / "mnist1d-cnn-int8-dynamic.onnx").read_bytes() == before  # the earlier good file is not destroyed
+
+
+def test_evaluate_has_int8_and_dynamic_rows(trained: Path, cache: Path) -> None:
+    from deploykit.evaluate import evaluate_model
+
+    ev = evaluate_model("mnist1d-cnn", "mnist1d", weights=trained, precisions=["int8", "int8-dynamic"], tensorrt=False,
+                        cache_dir=cache, limit=300)
+    assert [r.label for r in ev.rows] == ["eager fp32", "onnx int8", "onnx int8-dynamic"]
+    static, dynamic = ev.row("onnx int8"), ev.row("onnx int8-dynamic")
+    assert static.status == dynamic.status == "ok"
+    assert any("calibration on 512 samples of mnist1d (train[:512]" in n for n in static.notes)
+    assert any("QLinearConv x3" in n for n in static.notes)
+    assert any("dynamic quantization" in n for n in dynamic.notes)
+    for r in (static, dynamic):
+        assert r.metrics is not None and r.metrics.samples == 300 and r.metrics.agreement > 0.8
+        assert r.metrics.max_abs_error > 0  # quantized: not bit-equal to fp32
+    assert ev.data["split"] == "test[:300]"
