@@ -119,6 +119,15 @@ def profile(
     if is_onnx and (measure or memory or engine is not None):
         raise InvalidInput("an ONNX file is profiled from its graph only: --measure, --memory, a batch sweep and "
                            "--engine need the PyTorch model (give its registered name or import path)")
+    if engine is not None:
+        from deploykit.backends.tensorrt import tensorrt_status
+        from deploykit.errors import ArtifactError, BackendUnavailable
+
+        reason = tensorrt_status()
+        if reason is not None:
+            raise BackendUnavailable(f"--engine {engine}: {reason}")
+        if not engine.is_file():
+            raise ArtifactError(f"--engine: file not found: {engine}")
     if (peak_tflops is None) != (bandwidth_gbs is None):
         raise InvalidInput("give both --peak-tflops and --bandwidth-gbs for a custom device")
     device = custom_device(peak_tflops, bandwidth_gbs) if peak_tflops and bandwidth_gbs else get_device(gpu)
