@@ -98,10 +98,17 @@ def make_session(
 
     ``optimization`` is ``"all"`` (ONNX Runtime's default) or ``"none"``. A session that was asked for the CUDA
     provider and silently fell back to the CPU (missing CUDA libraries) raises :class:`BackendUnavailable`.
+    Every CUDA session computes fp32 nodes in true fp32 (``use_tf32=0``, :mod:`deploykit.backends.math_mode`)
+    unless ``cuda_options`` says otherwise, on the device's own index (the current device for a bare "cuda").
     """
     if device.type == "cuda":
         ort = require_cuda_provider()
-        opts = {"device_id": str(device.index or 0), **{k: str(v) for k, v in (cuda_options or {}).items()}}
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        opts = {
+            "device_id": str(index),
+            **ort_cuda_options(),
+            **{k: str(v) for k, v in (cuda_options or {}).items()},
+        }
         providers: list[Any] = [(CUDA_PROVIDER, opts), CPU_PROVIDER]
     elif device.type == "cpu":
         ort = import_onnxruntime()

@@ -201,3 +201,31 @@ def test_cuda_session_options_ask_for_true_fp32(lenet) -> None:
         assert opts["enable_cuda_graph"] == ("1" if graph else "0")
     with pytest.raises(InvalidInput, match="handle 0"):
         OrtRunner(fp32.path, device="cuda:0").cuda_provider_options(0)
+
+
+def test_every_cuda_session_is_true_fp32_on_its_device(lenet, monkeypatch) -> None:
+    # make_session's CUDA branch with a stand-in for onnxruntime-gpu (not installed here): what it is asked for.
+    import types
+
+    from deploykit.backends import ort as ort_mod
+
+    asked: list = []
+
+    class Session:
+        def __init__(self, path, sess_options=None, providers=None):
+            asked.append(providers)
+
+        def get_providers(self):
+            return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+
+    real = ort_mod.import_onnxruntime()
+    fake = types.SimpleNamespace(SessionOptions=real.SessionOptions, GraphOptimizationLevel=real.GraphOptimizationLevel,
+                                 InferenceSession=Session)
+    monkeypatch.setattr(ort_mod, "require_cuda_provider", lambda *a: fake)
+    _, _, fp32, _ = lenet
+    ort_mod.make_session(fp32.path, torch.device("cuda", 1))
+    ort_mod.make_session(fp32.path, torch.device("cuda", 0), cuda_options={"use_tf32": 1})  # an explicit choice wins
+    (name, opts), cpu = asked[0]
+    assert name == "CUDAExecutionProvider" and cpu == "CPUExecutionProvider"
+    assert opts == {"device_id": "1", "use_tf32": "0"}
+    assert asked[1][0][1] == {"device_id": "0", "use_tf32": "1"}
