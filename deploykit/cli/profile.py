@@ -49,7 +49,6 @@ data-dependent branch) is traced on the CPU with a representative input (standar
 in the range; seed 0, never zeros). A note on stderr says which.
 """
 
-CONVENTIONS = ("deploykit", "fvcore", "flop-counter")
 
 
 def parse_batch_sizes(text: str) -> tuple[int, ...]:
@@ -97,135 +96,122 @@ def profile(
     optimizer: Annotated[str, typer.Option(help="Optimizer of the training-step memory: sgd, sgd-momentum, adam, adamw, or none (inference only).")] = "adam",
     memory_target: Annotated[str, typer.Option(help="Allocator the memory model follows: cuda (512-byte blocks, foreach optimizers) or cpu (exact bytes).")] = "cuda",
 ) -> None:
+    opts = _options(model, batch_size, input_shape, image_size, num_classes, in_channels, dtype, gpu, peak_tflops,
+                    bandwidth_gbs, depth, top, trace_device, input_dtype, input_range, convention, measure,
+                    iterations, engine, memory, optimizer, memory_target, format)
+    from deploykit.profiling import run_profile
+
+    run = run_profile(opts)
+    for note in run.profile.notes:
+        err_console.print(f"note: {note}", highlight=False, soft_wrap=True)
+    if plot is not None:
+        _plot(run, plot)
+    _render(run, format, output)
+
+
+def _options(model: str, batch_size: str | None, input_shape: str | None, image_size: str | None,
+             num_classes: int | None, in_channels: int | None, dtype: str | None, gpu: str,
+             peak_tflops: float | None, bandwidth_gbs: float | None, depth: int | None, top: int, trace_device: str,
+             input_dtype: str, input_range: str | None, convention: str, measure: bool, iterations: int,
+             engine: Path | None, memory: bool, optimizer: str, memory_target: str, format: str) -> Any:
+    """The command line, parsed once into a :class:`~deploykit.profiling.ProfileOptions`."""
     from deploykit.errors import InvalidInput
+    from deploykit.models import ModelOverrides
     from deploykit.models.inputs import input_spec
-    from deploykit.profile import aggregate_layers, custom_device, get_device, profile_model, roofline
-    from deploykit.profile.findings import findings
-    from deploykit.report import profile_tables as pt
+    from deploykit.precision import Precision
+    from deploykit.profile import custom_device, get_device
+    from deploykit.profiling import ProfileOptions
 
     if format not in FORMATS:
         raise InvalidInput(f"unknown format {format!r}; choose from {', '.join(FORMATS)}")
-    if convention not in CONVENTIONS:
-        raise InvalidInput(f"unknown convention {convention!r}; choose from {', '.join(CONVENTIONS)}")
-    inputs = input_spec(input_dtype, input_range)
-    sizes = parse_batch_sizes(batch_size or "1")
-    batch = sizes[0]
-    memory = memory or len(sizes) > 1
-    is_onnx = model.lower().endswith(".onnx")
-    torch_dtype = dtype or "fp32"
-    if is_onnx and (inputs.is_integer or convention != "deploykit"):
-        raise InvalidInput("an ONNX file is profiled from its graph with its own input types and deploykit's "
-                           "convention: --input-dtype, --input-range and --convention need the PyTorch model")
-    if is_onnx and (measure or memory or engine is not None):
-        raise InvalidInput("an ONNX file is profiled from its graph only: --measure, --memory, a batch sweep and "
-                           "--engine need the PyTorch model (give its registered name or import path)")
-    if engine is not None:
-        from deploykit.backends.tensorrt import tensorrt_status
+    if (peak_tflops is None) != (bandwidth_gbs is None):
+        raise InvalidInput("give both --peak-tflops and --bandwidth-gbs for a custom device")
+    opts = ProfileOptions(
+        model=model,
+        batch_sizes=parse_batch_sizes(batch_size or "1"),
+        batch_given=batch_size is not None,
+        overrides=ModelOverrides(input_shape=input_shape, image_size=image_size, num_classes=num_classes,
+                                 in_channels=in_channels),
+        dtype=Precision.parse(dtype, what="dtype") if dtype is not None else None,
+        device=custom_device(peak_tflops, bandwidth_gbs) if peak_tflops and bandwidth_gbs else get_device(gpu),
+        depth=depth, top=top, trace_device=trace_device, inputs=input_spec(input_dtype, input_range),
+        convention=convention, measure=measure, iterations=iterations, engine=engine, memory=memory,
+        optimizer=None if optimizer == "none" else optimizer, memory_target=memory_target,
+    )
+    if engine is not None:  # before any profiling: a missing TensorRT or file is one line, not a late traceback
+        from deploykit.backends.registry import get_backend
         from deploykit.errors import ArtifactError, BackendUnavailable
 
-        reason = tensorrt_status()
+        reason = get_backend("trt").unavailable()
         if reason is not None:
             raise BackendUnavailable(f"--engine {engine}: {reason}")
         if not engine.is_file():
             raise ArtifactError(f"--engine: file not found: {engine}")
-    if (peak_tflops is None) != (bandwidth_gbs is None):
-        raise InvalidInput("give both --peak-tflops and --bandwidth-gbs for a custom device")
-    device = custom_device(peak_tflops, bandwidth_gbs) if peak_tflops and bandwidth_gbs else get_device(gpu)
-    overrides: dict[str, Any] = {"input_shape": input_shape, "num_classes": num_classes, "in_channels": in_channels,
-                 "image_size": image_size}
-    times = ceilings = None
-    if measure:
-        from deploykit.bench.ceilings import device_ceilings
-        from deploykit.bench.layer_timing import measure_layers
+    return opts
 
-        prof, times = measure_layers(model, batch_size=batch, dtype=torch_dtype, device="cuda",
-                                     iterations=iterations, **overrides)
-        ceilings = device_ceilings()
-    elif is_onnx:
-        from deploykit.profile.onnx_graph import profile_onnx
 
-        if any(v is not None for v in overrides.values()):
-            raise InvalidInput("an ONNX file fixes its own input shape; only --batch-size applies to it")
-        prof = profile_onnx(Path(model), batch_size=batch if batch_size is not None else None, dtype=dtype)
-    else:
-        prof = profile_model(model, batch_size=batch, dtype=torch_dtype, device=trace_device, inputs=inputs,
-                             **overrides)
-    for note in prof.notes:
-        err_console.print(f"note: {note}", highlight=False, soft_wrap=True)
-    mem = None
-    if memory:
-        from deploykit.profile.memory import memory_report
+def _plot(run: Any, folder: Path) -> None:
+    from deploykit.report.plots import plot_layers, plot_roofline, plot_stem
 
-        mem = memory_report(model, batch_sizes=sizes, dtype=torch_dtype, target=memory_target,
-                            optimizer=None if optimizer == "none" else optimizer, **overrides)
-    roof = roofline(prof, device)
-    found = findings(prof, roof, top=top)
-    rows = aggregate_layers(prof, depth) if depth is not None else None
-    engine_times = None
-    if engine is not None:
-        from deploykit.backends.tensorrt import engine_layer_times
+    prof, roof, times = run.profile, run.roofline, run.times
+    stem = plot_stem(prof.model)
+    measured_ms = dict(times.layer_ms) if times else None
+    written = [
+        plot_roofline([(prof, roof)], folder / f"{stem}-roofline.png",
+                      measured_ms={prof.model: measured_ms} if measured_ms else None),
+        plot_layers(prof, roof, folder / f"{stem}-layers.png", measured_ms=measured_ms),
+    ]
+    for w in written:
+        err_console.print(f"wrote {w}", highlight=False)
 
-        engine_times = engine_layer_times(engine, batch_size=batch)
-    achieved_rows: tuple[Any, ...] = ()
-    if times is not None:
-        from deploykit.bench.layer_timing import achieved
 
-        achieved_rows = achieved(prof, times, ceilings)
-    if plot is not None:
-        from deploykit.report.plots import plot_layers, plot_roofline, plot_stem
+def _json(run: Any) -> str:
+    from dataclasses import asdict
 
-        stem = plot_stem(prof.model)
-        measured_ms = dict(times.layer_ms) if times else None
-        written = [
-            plot_roofline([(prof, roof)], plot / f"{stem}-roofline.png",
-                          measured_ms={prof.model: measured_ms} if measured_ms else None),
-            plot_layers(prof, roof, plot / f"{stem}-layers.png", measured_ms=measured_ms),
-        ]
-        for w in written:
-            err_console.print(f"wrote {w}", highlight=False)
-    settings: dict[str, Any] = {
-        "model": model, "batch_size": prof.batch_size, "dtype": prof.dtype, "device_preset": device.key,
-        "depth": depth, "input_shape": list(prof.input_shape), "trace_device": trace_device, "measure": measure,
-        "convention": convention, "inputs": inputs.to_dict(),
-    }
+    from deploykit.report import profile_tables as pt
+
+    o, prof = run.options, run.profile
+    doc = pt.profile_document(prof, run.roofline, run.findings, run.settings())
+    if o.convention != "deploykit":
+        doc["convention"] = {"name": o.convention, "flops": prof.convention_flops(o.convention),
+                             "deploykit_macs": prof.total_macs, "deploykit_flops": prof.total_flops}
+    if run.times is not None:
+        doc["measured"] = {**run.times.to_dict(), "ceilings": run.ceilings.to_dict() if run.ceilings else None,
+                           "achieved": [asdict(a) for a in run.achieved]}
+    if run.engine_times is not None:
+        doc["engine"] = asdict(run.engine_times)
+    if run.memory is not None:
+        doc["memory"] = run.memory.to_dict()
+    return json_text(doc)
+
+
+def _render(run: Any, format: str, output: Path | None) -> None:
+    from deploykit.report import profile_tables as pt
+
+    o, prof, roof = run.options, run.profile, run.roofline
     if format == "json":
-        from dataclasses import asdict
-
-        doc = pt.profile_document(prof, roof, found, settings)
-        if convention != "deploykit":
-            doc["convention"] = {"name": convention, "flops": prof.convention_flops(convention),
-                                 "deploykit_macs": prof.total_macs, "deploykit_flops": prof.total_flops}
-        if times is not None:
-            doc["measured"] = {**times.to_dict(), "ceilings": ceilings.to_dict() if ceilings else None,
-                               "achieved": [asdict(a) for a in achieved_rows]}
-        if engine_times is not None:
-            doc["engine"] = asdict(engine_times)
-        if mem is not None:
-            doc["memory"] = mem.to_dict()
-        text = json_text(doc)
+        emit(_json(run), output)
     elif format == "csv":
-        text = pt.profile_csv(prof, roof, rows)
+        emit(pt.profile_csv(prof, roof, run.rows), output)
     elif format == "markdown":
-        text = pt.profile_markdown(prof, roof, rows)
-        if convention != "deploykit":
-            text += "\n" + pt.convention_text(prof, convention) + "\n"
-        if mem is not None:
+        text = pt.profile_markdown(prof, roof, run.rows)
+        if o.convention != "deploykit":
+            text += "\n" + pt.convention_text(prof, o.convention) + "\n"
+        if run.memory is not None:
             from deploykit.report.memory_tables import memory_markdown
 
-            text += "\n" + memory_markdown(mem)
+            text += "\n" + memory_markdown(run.memory)
+        emit(text, output)
     else:
-        renderables: list[Any] = [pt.profile_table(prof, roof, rows),
-                                  pt.findings_renderable(prof, roof, found)]
-        if convention != "deploykit":
-            renderables.append(pt.convention_text(prof, convention))
-        if times is not None:
-            renderables.append(pt.measured_table(prof, roof, times, achieved_rows, ceilings))
-        if engine_times is not None:
-            renderables.append(pt.engine_table(engine_times))
-        if mem is not None:
+        renderables: list[Any] = [pt.profile_table(prof, roof, run.rows), pt.findings_renderable(prof, roof, run.findings)]
+        if o.convention != "deploykit":
+            renderables.append(pt.convention_text(prof, o.convention))
+        if run.times is not None:
+            renderables.append(pt.measured_table(prof, roof, run.times, run.achieved, run.ceilings))
+        if run.engine_times is not None:
+            renderables.append(pt.engine_table(run.engine_times))
+        if run.memory is not None:
             from deploykit.report.memory_tables import memory_renderable
 
-            renderables.append(memory_renderable(mem, top))
+            renderables.append(memory_renderable(run.memory, o.top))
         show(renderables, output)
-        return
-    emit(text, output)

@@ -1,5 +1,6 @@
 """Model zoo: the classic CNNs in ImageNet form, in *Dive into Deep Learning* chapter-7 form, and user models."""
 
+from deploykit.models.overrides import ModelOverrides
 from deploykit.models.registry import (
     OVERRIDES,
     ModelSpec,
@@ -14,6 +15,7 @@ from deploykit.models.weights import WeightsRecord, load_weights, save_weights
 
 __all__ = [
     "OVERRIDES",
+    "ModelOverrides",
     "ModelSpec",
     "WeightsRecord",
     "create_model",

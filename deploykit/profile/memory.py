@@ -61,7 +61,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 from deploykit.errors import ArtifactError, BackendUnavailable, InvalidInput, ShapeError
-from deploykit.models.registry import create_model, parse_shape
+from deploykit.models.registry import ModelSpec, create_model, parse_shape
 from deploykit.precision import Precision
 from deploykit.profile.counter import profile_module
 from deploykit.profile.formulas import discarded_outputs
@@ -564,8 +564,16 @@ def check_optimizer(name: str | None, *, allow_none: bool = False) -> None:
         raise InvalidInput(f"unknown optimizer {name!r}; choose from {choices}")
 
 
+@dataclass(frozen=True)
+class _Built:
+    """A registered model built once on meta (by :func:`memory_report`) and copied for every batch size."""
+
+    module: nn.Module
+    spec: ModelSpec
+
+
 def _meta_model(
-    model: str | nn.Module,
+    model: str | nn.Module | _Built,
     batch_size: int,
     input_shape: Sequence[int] | str | None,
     num_classes: int | None,
@@ -575,6 +583,9 @@ def _meta_model(
     """A fresh meta copy of the model (so training state never leaks between calls) and a meta input."""
     if batch_size <= 0:
         raise InvalidInput("batch size must be positive")
+    if isinstance(model, _Built):
+        module = copy.deepcopy(model.module)
+        return module, torch.zeros(model.spec.batch_shape(batch_size), device="meta"), model.spec.name
     if isinstance(model, nn.Module):
         if input_shape is None:
             raise InvalidInput("an nn.Module needs its per-sample input_shape")
@@ -905,6 +916,9 @@ def memory_report(
     overrides: dict[str, Any] = {
         "input_shape": input_shape, "num_classes": num_classes, "in_channels": in_channels, "image_size": image_size,
     }
+    if isinstance(model, str):  # built once, copied for each batch size and for training (not 2 x len(sizes) times)
+        module, spec = create_model(model, device="meta", **overrides)
+        model = _Built(module, spec)  # type: ignore[assignment]
     inference = tuple(inference_memory(model, batch_size=b, dtype=dtype, target=target, **overrides) for b in sizes)
     training: tuple[TrainingMemory, ...] = ()
     if optimizer is not None:
