@@ -29,7 +29,9 @@ class ProfileOptions:
     ``batch_sizes[0]`` is the batch of the per-layer table; more than one size (or ``memory``) adds the memory
     model at each. ``batch_given`` says whether the user chose the batch (an ONNX file otherwise keeps its own).
     ``dtype`` ``None`` means fp32 for a PyTorch model and the graph's own types for an ONNX file. ``device`` is
-    a :class:`~deploykit.profile.devices.DevicePreset` (``None``: h100).
+    a :class:`~deploykit.profile.devices.DevicePreset` (``None``: h100). ``weights``: the model's weights (file or
+    torchvision name), checked against it (strict) and recorded in the profile's spec; the counts do not depend
+    on them.
     """
 
     model: str
@@ -49,6 +51,7 @@ class ProfileOptions:
     memory: bool = False
     optimizer: str | None = "adam"
     memory_target: str = "cuda"
+    weights: str | None = None
 
     def __post_init__(self) -> None:
         if not self.batch_sizes or any(b <= 0 for b in self.batch_sizes):
@@ -59,6 +62,8 @@ class ProfileOptions:
             object.__setattr__(self, "dtype", Precision.parse(self.dtype, what="dtype"))
         object.__setattr__(self, "memory", self.memory or len(self.batch_sizes) > 1)
         if self.is_onnx:
+            if self.weights is not None:
+                raise InvalidInput("an ONNX file holds its own weights: --weights needs the PyTorch model")
             if self.inputs.is_integer or self.convention != "deploykit":
                 raise InvalidInput(
                     "an ONNX file is profiled from its graph with its own input types and deploykit's "
@@ -116,7 +121,7 @@ def _base_profile(o: ProfileOptions) -> tuple[Any, Any, Any]:
         from deploykit.bench.layer_timing import measure_layers
 
         prof, times = measure_layers(o.model, batch_size=o.batch, dtype=o.torch_dtype, device="cuda",
-                                     iterations=o.iterations, **o.overrides.kwargs())
+                                     iterations=o.iterations, weights=o.weights, **o.overrides.kwargs())
         return prof, times, device_ceilings()
     if o.is_onnx:
         from deploykit.profile.onnx_graph import profile_onnx
@@ -127,7 +132,7 @@ def _base_profile(o: ProfileOptions) -> tuple[Any, Any, Any]:
     from deploykit.profile import profile_model
 
     prof = profile_model(o.model, batch_size=o.batch, dtype=o.torch_dtype, device=o.trace_device, inputs=o.inputs,
-                         **o.overrides.kwargs())
+                         weights=o.weights, **o.overrides.kwargs())
     return prof, None, None
 
 

@@ -128,6 +128,8 @@ def _artifact_key(ctx: CellContext, precision: str) -> tuple[str, dict[str, Any]
         "precision": precision,
         "batch": ctx.batch,
         "seed": ctx.seed,
+        # trained weights: a cached export of other (or random) weights must never be reused
+        "weights_sha256": ctx.spec.weights.sha256 if ctx.spec.weights is not None else None,
         "torch": torch.__version__,
         "deploykit": __version__,
     }
@@ -162,7 +164,8 @@ def cached_onnx(ctx: CellContext, precision: str) -> tuple[Any, bool]:
         dynamic_batch=False,
         validate=True,
         name=ctx.model_name,
-        model_info={"overrides": ctx.overrides, "weight_seed": ctx.seed, "exported_by": "deploykit bench"},
+        model_info={"overrides": ctx.overrides, "weight_seed": None if ctx.spec.weights else ctx.seed,
+                    "exported_by": "deploykit bench"},
     )
     BenchCache.record(folder, {"path": str(art.path), "manifest_path": str(art.manifest_path), "key": key})
     return art, False

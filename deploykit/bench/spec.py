@@ -50,6 +50,8 @@ class BenchSpec:
     model; ``seed`` fixes the weights and inputs; ``cache_dir`` holds ONNX exports, engines and the Inductor
     cache (default :func:`deploykit.bench.cache.default_cache_dir`); ``threads`` sets the CPU threads of torch
     and ONNX Runtime (``None``: their defaults; on a shared machine 1 avoids thread-barrier stalls).
+    ``weights``: the model's trained weights (a safetensors / torch file or a torchvision name) instead of
+    ``seed``'s random ones; one model per sweep then (a weights file fits one architecture).
     """
 
     models: tuple[str, ...]
@@ -67,6 +69,7 @@ class BenchSpec:
     cache_dir: str | None = None
     threads: int | None = None
     name: str | None = None
+    weights: str | None = None
 
     def __post_init__(self) -> None:
         if not self.models:
@@ -83,6 +86,11 @@ class BenchSpec:
                 raise InvalidInput(f"unknown {label}(s) {', '.join(bad)}; use {', '.join(allowed)}")
         if self.threads is not None and (isinstance(self.threads, bool) or int(self.threads) < 1):
             raise InvalidInput("threads must be a positive integer")
+        if self.weights is not None and len(set(self.models)) != 1:
+            raise InvalidInput(
+                f"--weights fit one model; this sweep has {len(set(self.models))} ({', '.join(self.models)}): "
+                "bench one model at a time with its weights"
+            )
         if not self.batches or any(int(b) <= 0 for b in self.batches):
             raise InvalidInput("batch sizes must be positive integers")
         if self.compile_mode is not None:

@@ -446,7 +446,7 @@ def run_bench(
     table = {b: (factories or {}).get(b) or factory_for(b) for b in spec.backends}
     cache = BenchCache.at(spec.cache_dir)
     # Validate every model before the first (possibly long) cell runs.
-    specs = {name: create_model(name, device="meta", **spec.overrides)[1] for name in spec.models}
+    specs = {name: create_model(name, device="meta", weights=spec.weights, **spec.overrides)[1] for name in spec.models}
     env = environment(str(device))
     compile_mode = spec.compile_mode or default_compile_mode(device)
     total = spec.n_cells
@@ -457,7 +457,9 @@ def run_bench(
             cells=tuple(add_speedups(done)),
             device=device_name(env),
             environment=env,
-            regime={**regime, "compile_mode": compile_mode, "reference": "eager fp32 (true fp32: TF32 off), same input"},
+            regime={**regime, "compile_mode": compile_mode, "reference": "eager fp32 (true fp32: TF32 off), same input",
+                    # the weights every cell ran (source, sha256), or None for seeded random ones
+                    "weights": {n: (s.weights.to_dict() if s.weights else None) for n, s in specs.items()}},
             spec=spec.to_dict(),
             created_utc=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         )
@@ -466,7 +468,7 @@ def run_bench(
     with _sweep_settings(device, spec.threads) as regime:
         for model_name in spec.models:
             torch.manual_seed(spec.seed)
-            module, mspec = create_model(model_name, device="cpu", **spec.overrides)
+            module, mspec = create_model(model_name, device="cpu", weights=spec.weights, **spec.overrides)
             for batch in spec.batches:
                 x32 = _make_input(specs[model_name].batch_shape(batch), spec.seed + batch)
                 ref = _reference(module, x32, device)

@@ -149,6 +149,11 @@ def bench(
         str | None, typer.Option(help="Per-sample input shape (needed for import-path models).")
     ] = None,
     seed: Annotated[int | None, typer.Option(help="Seed for weights and inputs (default 0).")] = None,
+    weights: Annotated[
+        str | None,
+        typer.Option("--weights", "-w", help="Trained weights of the (one) model: a safetensors or torch file, or a "
+                     "torchvision name; strict (exit 2 when they do not fit). Recorded in the results."),
+    ] = None,
     threads: Annotated[
         int | None,
         typer.Option(help="CPU threads for torch and ONNX Runtime (default: theirs; 1 on a busy machine)."),
@@ -216,6 +221,7 @@ def bench(
         "threads": threads if threads is not None else (base.threads if base else None),
         "cache_dir": str(cache_dir) if cache_dir else (base.cache_dir if base else None),
         "name": base.name if base else None,
+        "weights": weights or (base.weights if base else None),
     }
     if not fields["models"]:
         raise InvalidInput("give at least one MODEL (or --suite FILE)")

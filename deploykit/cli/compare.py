@@ -22,6 +22,25 @@ multiply-accumulates; FLOPs = 2 per MAC + element-wise work; MB = 10^6 bytes).
 """
 
 
+def parse_weights(items: list[str], models: list[str]) -> dict[str, str]:
+    """``["nin=w.safetensors"]`` -> ``{"nin": "w.safetensors"}``; a bare PATH is allowed with one model."""
+    from deploykit.errors import InvalidInput
+
+    out: dict[str, str] = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep:
+            if len(models) != 1:
+                raise InvalidInput(f"--weights {item}: say which model it belongs to (MODEL=PATH)")
+            name, path = models[0], item
+        if name not in models or not path:
+            raise InvalidInput(f"--weights {item}: expected MODEL=PATH with MODEL one of {', '.join(models)}")
+        if name in out:
+            raise InvalidInput(f"--weights given twice for {name}")
+        out[name] = path
+    return out
+
+
 def register(app: typer.Typer) -> None:
     app.command("compare", help=HELP)(compare)
 
@@ -40,6 +59,7 @@ def compare(
     plot: Annotated[Path | None, typer.Option(help="Write compare-roofline.png (all models) and <model>-layers.png to this folder.")] = None,
     measure: Annotated[bool, typer.Option("--measure", help="Also measure each model's forward latency on the CUDA GPU (needs CUDA).")] = False,
     iterations: Annotated[int, typer.Option(help="Timed forward passes for --measure.")] = 20,
+    weights: Annotated[list[str] | None, typer.Option("--weights", "-w", help="MODEL=PATH (repeatable; PATH alone with one model): that model's weights (safetensors or torch file, or a torchvision name), checked against it (strict keys and shapes, exit 2) and recorded; the counts do not depend on them.")] = None,
 ) -> None:
     from deploykit.errors import InvalidInput
     from deploykit.profile.compare import CompareOptions, compare_models
@@ -47,6 +67,7 @@ def compare(
 
     if format not in FORMATS:
         raise InvalidInput(f"unknown format {format!r}; choose from {', '.join(FORMATS)}")
+    given = parse_weights(weights or [], models)
     options = CompareOptions(batch_size=batch_size, dtype=dtype, gpu=gpu,
                              optimizer=None if optimizer == "none" else optimizer,
                              memory_target=memory_target, top=top)
@@ -59,11 +80,12 @@ def compare(
         latencies = []
         for name in models:  # the first call raises BackendUnavailable when there is no CUDA GPU
             prof, times = measure_layers(name, batch_size=batch_size, dtype=dtype, device="cuda",
-                                         iterations=iterations)
+                                         iterations=iterations, weights=given.get(name))
             latencies.append(times.end_to_end_ms)
             layer_ms[prof.model] = dict(times.layer_ms)
             gpu_name = times.device_name
-    comparison = compare_models(models, options, measured_latency_ms=latencies, measured_device=gpu_name)
+    comparison = compare_models(models, options, measured_latency_ms=latencies, measured_device=gpu_name,
+                                weights=given)
     if plot is not None:
         for w in rc.plot_comparison(comparison, plot, measured_ms=layer_ms or None):
             err_console.print(f"wrote {w}", highlight=False)

@@ -95,10 +95,11 @@ def profile(
     memory: Annotated[bool, typer.Option("--memory", help="Also model inference and training-step memory (implied by a batch sweep).")] = False,
     optimizer: Annotated[str, typer.Option(help="Optimizer of the training-step memory: sgd, sgd-momentum, adam, adamw, or none (inference only).")] = "adam",
     memory_target: Annotated[str, typer.Option(help="Allocator the memory model follows: cuda (512-byte blocks, foreach optimizers) or cpu (exact bytes).")] = "cuda",
+    weights: Annotated[str | None, typer.Option("--weights", "-w", help="The model's weights (safetensors or torch file, or a torchvision name): checked against the model (strict keys and shapes, exit 2) and recorded in the JSON (source, sha256); the counts do not depend on them.")] = None,
 ) -> None:
     opts = _options(model, batch_size, input_shape, image_size, num_classes, in_channels, dtype, gpu, peak_tflops,
                     bandwidth_gbs, depth, top, trace_device, input_dtype, input_range, convention, measure,
-                    iterations, engine, memory, optimizer, memory_target, format)
+                    iterations, engine, memory, optimizer, memory_target, format, weights)
     from deploykit.profiling import run_profile
 
     run = run_profile(opts)
@@ -113,7 +114,8 @@ def _options(model: str, batch_size: str | None, input_shape: str | None, image_
              num_classes: int | None, in_channels: int | None, dtype: str | None, gpu: str,
              peak_tflops: float | None, bandwidth_gbs: float | None, depth: int | None, top: int, trace_device: str,
              input_dtype: str, input_range: str | None, convention: str, measure: bool, iterations: int,
-             engine: Path | None, memory: bool, optimizer: str, memory_target: str, format: str) -> Any:
+             engine: Path | None, memory: bool, optimizer: str, memory_target: str, format: str,
+             weights: str | None = None) -> Any:
     """The command line, parsed once into a :class:`~deploykit.profiling.ProfileOptions`."""
     from deploykit.errors import InvalidInput
     from deploykit.models import ModelOverrides
@@ -136,7 +138,7 @@ def _options(model: str, batch_size: str | None, input_shape: str | None, image_
         device=custom_device(peak_tflops, bandwidth_gbs) if peak_tflops and bandwidth_gbs else get_device(gpu),
         depth=depth, top=top, trace_device=trace_device, inputs=input_spec(input_dtype, input_range),
         convention=convention, measure=measure, iterations=iterations, engine=engine, memory=memory,
-        optimizer=None if optimizer == "none" else optimizer, memory_target=memory_target,
+        optimizer=None if optimizer == "none" else optimizer, memory_target=memory_target, weights=weights,
     )
     if engine is not None:  # before any profiling: a missing TensorRT or file is one line, not a late traceback
         from deploykit.backends.registry import get_backend

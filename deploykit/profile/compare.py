@@ -12,7 +12,7 @@ the stage it pools), the unit the NiN-vs-VGG report uses for its per-block table
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -107,6 +107,7 @@ class ModelSummary:
     findings: Findings
     measured_latency_ms: float | None = None
     measured_device: str | None = None
+    weights: dict[str, Any] | None = None
 
     @property
     def batch_size(self) -> int:
@@ -124,6 +125,8 @@ class ModelSummary:
             "memory_bound_layers": self.memory_bound_layers, "layers_with_work": self.layers_with_work,
             "measured_latency_ms": self.measured_latency_ms, "measured_device": self.measured_device,
             "findings": self.findings.to_dict(),
+            # the weights checked against the model (source, sha256), when given: the counts do not depend on them
+            **({"weights": self.weights} if self.weights is not None else {}),
         }
 
 
@@ -160,12 +163,14 @@ def summarize_model(
     *,
     measured_latency_ms: float | None = None,
     measured_device: str | None = None,
+    weights: str | None = None,
 ) -> tuple[ModelSummary, ModelProfile, RooflineProfile]:
-    """The :class:`ModelSummary` of one registered model, with the profile and roofline it came from."""
+    """The :class:`ModelSummary` of one registered model, with the profile and roofline it came from (``weights``:
+    checked against the model and recorded in the profile; the counts do not depend on them)."""
     from deploykit.profile.counter import profile_model
 
     dev = device or get_device(options.gpu)
-    prof = profile_model(model, batch_size=options.batch_size, dtype=options.dtype)
+    prof = profile_model(model, batch_size=options.batch_size, dtype=options.dtype, weights=weights)
     roof = roofline(prof, dev)
     found = findings(prof, roof, top=options.top)
     inf = inference_memory(model, batch_size=options.batch_size, dtype=options.dtype, target=options.memory_target)
@@ -196,6 +201,7 @@ def summarize_model(
         findings=found,
         measured_latency_ms=measured_latency_ms,
         measured_device=measured_device,
+        weights=prof.spec.get("weights"),
     )
     return summary, prof, roof
 
@@ -206,6 +212,7 @@ def compare_models(
     *,
     measured_latency_ms: Sequence[float | None] | None = None,
     measured_device: str | None = None,
+    weights: Mapping[str, str] | None = None,
 ) -> Comparison:
     """Profile each of ``models`` under ``options`` and summarise them side by side.
 
@@ -215,6 +222,8 @@ def compare_models(
         measured_latency_ms: optional end-to-end latencies, one per model in order (``None`` where not
             measured), e.g. from :func:`deploykit.bench.layer_timing.measure_layers`; ``measured_device`` names
             the GPU they were measured on.
+        weights: model name -> its weights (file or torchvision name), checked against that model (strict) and
+            recorded in its profile.
 
     Returns:
         A :class:`Comparison`.
@@ -234,6 +243,9 @@ def compare_models(
         raise InvalidInput("give at least one model to compare")
     if measured_latency_ms is not None and len(measured_latency_ms) != len(names):
         raise InvalidInput("give one measured latency per model")
+    stray = sorted(set(weights or {}) - set(names))
+    if stray:
+        raise InvalidInput(f"weights given for {', '.join(stray)}, which is not compared; models: {', '.join(names)}")
     device = get_device(opts.gpu)
     device.ridge_point(opts.dtype)  # fail before profiling when the device lacks this precision
     rows = [
@@ -241,6 +253,7 @@ def compare_models(
             name, opts, device,
             measured_latency_ms=measured_latency_ms[i] if measured_latency_ms is not None else None,
             measured_device=measured_device,
+            weights=(weights or {}).get(name),
         )
         for i, name in enumerate(names)
     ]

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -479,6 +480,7 @@ def profile_model(
     in_channels: int | None = None,
     image_size: int | Sequence[int] | str | None = None,
     inputs: InputSpec | None = None,
+    weights: str | os.PathLike[str] | None = None,
 ) -> ModelProfile:
     """Per-layer parameters, MACs, FLOPs, activation bytes and memory traffic of a model.
 
@@ -492,6 +494,9 @@ def profile_model(
         inputs: the input's element type and value range (token ids for an ``nn.Embedding`` first layer:
             ``InputSpec("int64", 0, 30522)``); default float32. A trace on the CPU uses representative values
             (standard normal, or integers uniform in the range), never zeros.
+        weights: the model's weights (file or torchvision name), checked against the model (strict keys and
+            shapes; on ``meta`` not materialised) and recorded in ``spec["weights"]`` (source, sha256). The
+            counts do not depend on them.
 
     Returns:
         A :class:`ModelProfile`; ``profile.total_params`` equals ``sum(p.numel())`` of the model. Its
@@ -535,11 +540,11 @@ def profile_model(
                                  "input_shape": input_shape}
     trace: dict[str, Any] = {"built_on": device, "device": device}
     try:
-        module, spec = create_model(model, device=device, **overrides)
+        module, spec = create_model(model, device=device, weights=weights, **overrides)
     except (BuildError, ShapeError, RuntimeError, NotImplementedError) as exc:
         if device != "meta":
             raise
-        module, spec = create_model(model, device="cpu", **overrides)  # a failure here is the model's own
+        module, spec = create_model(model, device="cpu", weights=weights, **overrides)  # a failure here is the model's own
         # a BuildError already quotes the model's own exception after "failed: "
         reason = str(exc).split(" failed: ", 1)[-1] if isinstance(exc, BuildError) else first_line(exc)
         trace.update(built_on="cpu", build_reason=reason)
@@ -550,7 +555,7 @@ def profile_model(
     try:
         prof = profile_module(module, x, name=spec.name, dtype=dtype, spec={**spec.to_dict(), "trace": trace})
     except MetaDeviceError as exc:
-        module, spec = create_model(model, device="cpu", **overrides)
+        module, spec = create_model(model, device="cpu", weights=weights, **overrides)
         x, trace_input = _input(module, shape, "cpu", inputs)
         trace = {**trace, **trace_input, "built_on": "cpu", "device": "cpu", "trace_reason": exc.reason}
         prof = profile_module(module, x, name=spec.name, dtype=dtype, spec={**spec.to_dict(), "trace": trace})
