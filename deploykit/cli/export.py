@@ -344,6 +344,8 @@ def export(
 
         calib = calibration_splits(str(calib_data), spec)
     test = load_test_split(data, spec, name=model, limit=data_limit) if data is not None else None
+    if int8_options is not None and test is not None:  # --data: the INT8 graph is validated on its test split too
+        calib = (calib[0], test)
     err_console.print(f"exporting {model} ({'x'.join(map(str, spec.input_shape))}) ...", highlight=False)
     art = export_module(
         module,
