@@ -50,6 +50,8 @@ class CellContext:
     compile_mode: str | None = None
     overrides: dict[str, Any] = field(default_factory=dict)
     threads: int | None = None
+    calibration: tuple[Any, Any] | None = None  # (train split, test split) for int8 cells
+    trained: bool = False
 
     @property
     def input_ndim(self) -> int:
@@ -180,12 +182,63 @@ def ort_factory(ctx: CellContext) -> Prepared:
         from deploykit.backends.ort import require_cuda_provider
 
         require_cuda_provider("ort on CUDA")  # before paying for an export that could not run
-    art, hit = cached_onnx(ctx, ctx.precision)
+    info: dict[str, Any] = {}
+    if ctx.precision == "int8":
+        art, hit, info = cached_int8(ctx)
+    else:
+        art, hit = cached_onnx(ctx, ctx.precision)
     # io-binding on both devices (on CUDA it keeps host copies out); ORT runs on its own torch stream, ordered
     # after and before the caller's stream, so CUDA events time it exactly.
     threads = ctx.threads if ctx.device.type == "cpu" else None
     runner = OrtRunner(art.path, device=str(ctx.device), io_binding=True, threads=threads)
-    return Prepared(runner, torch_dtype(ctx.precision), cache_hit=hit, info={"onnx": str(art.path)})
+    dtype = torch.float32 if ctx.precision == "int8" else torch_dtype(ctx.precision)
+    return Prepared(runner, dtype, cache_hit=hit, info={"onnx": str(art.path), **info})
+
+
+def cached_int8(ctx: CellContext) -> tuple[Any, bool, dict[str, Any]]:
+    """The INT8 Q/DQ graph of this cell's model (from the cache, or quantized now from the cached fp32 export,
+    calibrated on ``ctx.calibration``'s train split) and what its validation on the test split measured
+    (``fp32_top1``, ``int8_top1``, ``accuracy_drop_points``, ``agreement``, calibration method / samples / data
+    sha256). No gate here: the bench reports the delta, ``deploykit export --int8`` enforces one."""
+    import json
+
+    from deploykit.errors import ArtifactError
+    from deploykit.export import load_onnx_artifact
+    from deploykit.export.int8 import Int8Options, quantize_artifact
+
+    if ctx.calibration is None:
+        raise InvalidInput("int8 cells need calibration data (--calib-data); deploykit never calibrates on random data")
+    calib, test = ctx.calibration
+    fp32, _ = cached_onnx(ctx, "fp32")
+    label, key = _artifact_key(ctx, "int8")
+    key = {**key, "fp32_sha256": fp32.manifest["sha256"], "calibration": calib.sha256, "evaluation": test.sha256}
+    folder = ctx.cache.artifact_dir("onnx", label, key)
+    rec = BenchCache.lookup(folder)
+    art = None
+    hit = False
+    if rec is not None:
+        try:
+            art, hit = load_onnx_artifact(rec["path"]), True
+        except ArtifactError:
+            art = None
+    if art is None:
+        res = quantize_artifact(fp32, ctx.module, calib, test, Int8Options(max_accuracy_drop=100.0), out_dir=folder,
+                                trained=ctx.trained)
+        art = res.artifact
+        BenchCache.record(folder, {"path": str(art.path), "manifest_path": str(art.manifest_path), "key": key})
+    m = art.manifest if art.manifest else json.loads(art.manifest_path.read_text())
+    v, q = m["validation"], m["quantization"]
+    info = {
+        "int8_validation": v["status"] if ctx.trained else "inconclusive (random weights)",
+        "fp32_top1": v["fp32_top1"],
+        "int8_top1": v["int8"]["top1"],
+        "accuracy_drop_points": v["accuracy_drop_points"],
+        "int8_agreement": v["int8"]["agreement"],
+        "calibration": {"method": q["method"], "samples": q["samples"], "data": q["data"]["name"],
+                        "split": q["data"]["split"], "sha256": q["data"]["sha256"]},
+        "evaluation": {"data": test.name, "split": test.split, "samples": len(test), "sha256": test.sha256},
+    }
+    return art, hit, info
 
 
 def trt_factory(ctx: CellContext) -> Prepared:

@@ -363,11 +363,12 @@ def load_results(path: str | Path) -> BenchResult:
 
 def add_speedups(cells: list[CellResult]) -> list[CellResult]:
     """Set ``speedup_vs_eager`` = eager median / cell median for the same model, precision and batch
-    (``None`` where there is no eager timing to compare with)."""
+    (``None`` where there is no eager timing to compare with). int8 cells (a Q/DQ graph: eager PyTorch has no
+    int8 run) are compared with eager fp32 of the same model and batch."""
     eager = {(c.model, c.precision, c.batch): c.median_ms for c in cells if c.backend == "eager" and c.ok}
     out = []
     for c in cells:
-        ref = eager.get((c.model, c.precision, c.batch))
+        ref = eager.get((c.model, "fp32" if c.precision == "int8" else c.precision, c.batch))
         speedup = ref / c.median_ms if c.ok and ref and c.median_ms else None
         out.append(replace(c, speedup_vs_eager=speedup))
     return out

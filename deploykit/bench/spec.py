@@ -21,7 +21,10 @@ from deploykit.precision import TORCH_PRECISIONS, Precision
 #: The built-in backend names (:mod:`deploykit.backends.registry`, read again wherever a spec is checked, so a
 #: backend registered later counts too), in the order a sweep runs them (eager first: the speedup reference).
 BACKENDS = backend_names()
-PRECISIONS = Precision.names(*TORCH_PRECISIONS)
+#: int8: the Q/DQ ONNX graph of :mod:`deploykit.export.int8` (ort and trt backends only; needs ``calib_data``).
+PRECISIONS = Precision.names(*TORCH_PRECISIONS, Precision.INT8)
+#: Backends that run an int8 cell (a Q/DQ graph); the others skip it.
+INT8_BACKENDS = ("ort", "trt")
 
 #: What ``deploykit bench`` runs when no ``--backend`` / ``--precision`` / ``--batch`` is given.
 DEFAULTS: dict[str, dict[str, tuple[Any, ...]]] = {
@@ -52,6 +55,9 @@ class BenchSpec:
     and ONNX Runtime (``None``: their defaults; on a shared machine 1 avoids thread-barrier stalls).
     ``weights``: the model's trained weights (a safetensors / torch file or a torchvision name) instead of
     ``seed``'s random ones; one model per sweep then (a weights file fits one architecture).
+    ``calib_data`` (needed by int8 cells) is a :mod:`deploykit.data` source: int8 cells are calibrated on its train
+    split and their accuracy against fp32 is measured on its test split (``info`` of the cell:
+    ``accuracy_drop_points``...), and every cell of the sweep then runs on real test inputs instead of random ones.
     """
 
     models: tuple[str, ...]
@@ -70,6 +76,7 @@ class BenchSpec:
     threads: int | None = None
     name: str | None = None
     weights: str | None = None
+    calib_data: str | None = None
 
     def __post_init__(self) -> None:
         if not self.models:
@@ -84,6 +91,13 @@ class BenchSpec:
             bad = [v for v in values if v not in allowed]
             if bad:
                 raise InvalidInput(f"unknown {label}(s) {', '.join(bad)}; use {', '.join(allowed)}")
+        if "int8" in self.precisions and self.calib_data is None:
+            raise InvalidInput(
+                "--precision int8 needs real calibration data: --calib-data mnist1d | digits | FILE.npz | FOLDER "
+                "(deploykit never calibrates on random data)"
+            )
+        if self.calib_data is not None and "int8" not in self.precisions:
+            raise InvalidInput("--calib-data calibrates int8 cells: add int8 to --precision")
         if self.threads is not None and (isinstance(self.threads, bool) or int(self.threads) < 1):
             raise InvalidInput("threads must be a positive integer")
         if self.weights is not None and len(set(self.models)) != 1:

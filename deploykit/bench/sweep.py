@@ -42,7 +42,7 @@ from deploykit.backends.torch_backends import default_compile_mode, first_tensor
 from deploykit.bench.cache import BenchCache
 from deploykit.bench.cells import CellContext, Factory, factory_for
 from deploykit.bench.results import BenchResult, CellResult, add_speedups
-from deploykit.bench.spec import BenchSpec
+from deploykit.bench.spec import INT8_BACKENDS, BenchSpec
 from deploykit.bench.timing import CudaEventTimer, HostTimer, Timer, time_cell, time_first_call
 from deploykit.errors import BackendUnavailable, DeploykitError, InvalidInput
 from deploykit.models import create_model
@@ -138,6 +138,12 @@ def _sweep_settings(device: torch.device, threads: int | None) -> Iterator[dict[
         finally:
             torch.set_num_threads(old_threads)
             torch.backends.cudnn.benchmark = old_benchmark
+
+
+def _real_input(x: torch.Tensor, batch: int) -> torch.Tensor:
+    """The first ``batch`` samples of real data (repeated when there are fewer)."""
+    reps = -(-batch // x.shape[0])
+    return x.repeat(reps, *([1] * (x.dim() - 1)))[:batch].contiguous().float()
 
 
 def _make_input(shape: tuple[int, ...], seed: int) -> torch.Tensor:
@@ -469,8 +475,14 @@ def run_bench(
         for model_name in spec.models:
             torch.manual_seed(spec.seed)
             module, mspec = create_model(model_name, device="cpu", weights=spec.weights, **spec.overrides)
+            splits = None
+            if spec.calib_data is not None:
+                from deploykit.export.int8 import calibration_splits
+
+                splits = calibration_splits(spec.calib_data, mspec)
             for batch in spec.batches:
-                x32 = _make_input(specs[model_name].batch_shape(batch), spec.seed + batch)
+                x32 = (_make_input(specs[model_name].batch_shape(batch), spec.seed + batch) if splits is None
+                       else _real_input(splits[1].x, batch))
                 ref = _reference(module, x32, device)
                 for precision in spec.precisions:
                     ctx = CellContext(
@@ -485,6 +497,8 @@ def run_bench(
                         compile_mode=compile_mode,
                         overrides=dict(spec.overrides),
                         threads=spec.threads,
+                        calibration=splits,
+                        trained=spec.weights is not None,
                     )
                     for backend in spec.backends:
                         index += 1
@@ -498,6 +512,11 @@ def run_bench(
                                 batch,
                                 status="skipped",
                                 reason=f"no backend named {backend!r}",
+                            )
+                        elif precision == "int8" and backend not in INT8_BACKENDS:
+                            cell = CellResult(
+                                model_name, backend, precision, batch, status="skipped",
+                                reason=f"int8 is a Q/DQ ONNX graph: it runs on {' and '.join(INT8_BACKENDS)}",
                             )
                         else:
                             cell = run_cell(ctx, backend, table[backend], x32, ref, spec)

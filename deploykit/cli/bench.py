@@ -12,7 +12,7 @@ from deploykit.cli._common import console, err_console, handle_errors, show, spl
 from deploykit.precision import TORCH_PRECISIONS, Precision
 
 #: Precisions a sweep takes (what torch runs; TensorRT int8 is built with `deploykit export --int8`).
-BENCH_PRECISIONS = Precision.names(*TORCH_PRECISIONS)
+BENCH_PRECISIONS = Precision.names(*TORCH_PRECISIONS, Precision.INT8)
 
 HELP = """Benchmark models across backends, precisions and batch sizes; print a table and save a JSON file.
 
@@ -31,6 +31,8 @@ engines and Inductor cache (--cache-dir, default ~/.cache/deploykit).
 [bold]Correctness[/]: every cell's output is compared with eager fp32 (TF32 off) on the same input;
 rel err = max|out - ref| / max|ref|; beyond the precision's tolerance the cell is marked WRONG and never
 counted as fastest.
+
+[bold]INT8[/] (--precision int8 --calib-data D [--weights W]): the model's Q/DQ INT8 ONNX (deploykit export --int8's graph), calibrated on D's train split, run by ort (and trt); other backends skip int8 cells. Each int8 cell carries in its JSON info the accuracy it measured on D's test split (fp32_top1, int8_top1, accuracy_drop_points, int8_agreement) beside its latency, and with --calib-data every cell runs on real test inputs. Compare with fp32 in the same run: --precision fp32,int8.
 
 Defaults: on CUDA all backends, fp32,fp16, batches 1,64; on the CPU eager,ort, fp32, batch 1.
 Exit code 1 when a cell ends in an error or a wrong output (skipped and OOM cells do not fail).
@@ -154,6 +156,11 @@ def bench(
         typer.Option("--weights", "-w", help="Trained weights of the (one) model: a safetensors or torch file, or a "
                      "torchvision name; strict (exit 2 when they do not fit). Recorded in the results."),
     ] = None,
+    calib_data: Annotated[
+        str | None,
+        typer.Option(help="int8 cells: real calibration data (its train split; the test split measures the accuracy "
+                     "delta and is the input of every cell): mnist1d, digits, FILE.npz or an image folder."),
+    ] = None,
     threads: Annotated[
         int | None,
         typer.Option(help="CPU threads for torch and ONNX Runtime (default: theirs; 1 on a busy machine)."),
@@ -222,6 +229,7 @@ def bench(
         "cache_dir": str(cache_dir) if cache_dir else (base.cache_dir if base else None),
         "name": base.name if base else None,
         "weights": weights or (base.weights if base else None),
+        "calib_data": calib_data or (base.calib_data if base else None),
     }
     if not fields["models"]:
         raise InvalidInput("give at least one MODEL (or --suite FILE)")

@@ -234,3 +234,25 @@ def test_evaluate_has_int8_and_dynamic_rows(trained: Path, cache: Path) -> None:
         assert r.metrics is not None and r.metrics.samples == 300 and r.metrics.agreement > 0.8
         assert r.metrics.max_abs_error > 0  # quantized: not bit-equal to fp32
     assert ev.data["split"] == "test[:300]"
+
+
+def test_bench_int8_on_ort_carries_the_accuracy_delta(trained: Path, tmp_path: Path) -> None:
+    from deploykit.bench.spec import BenchSpec
+    from deploykit.bench.sweep import run_bench
+    from deploykit.bench.timing import TimingOptions
+
+    with pytest.raises(InvalidInput, match="never calibrates on random data"):
+        BenchSpec(models=("mnist1d-cnn",), precisions=("int8",))
+    spec = BenchSpec(models=("mnist1d-cnn",), backends=("eager", "ort"), precisions=("fp32", "int8"), batches=(4,),
+                     weights=str(trained), calib_data="mnist1d", cache_dir=str(tmp_path), threads=1,
+                     timing=TimingOptions(iterations=5, repeats=3, warmup_seconds=0.5, cell_seconds=1.0))
+    res = run_bench(spec)
+    cells = {(c.backend, c.precision): c for c in res.cells}
+    assert cells[("eager", "int8")].status == "skipped" and "Q/DQ" in (cells[("eager", "int8")].reason or "")
+    q = cells[("ort", "int8")]
+    assert q.status == "ok" and q.median_ms is not None and q.speedup_vs_eager is not None  # vs eager fp32
+    assert q.correct  # real test inputs, within the int8 tolerance of eager fp32
+    i = q.info
+    assert i["calibration"]["split"] == "train[:512]" and i["evaluation"]["split"] == "test"
+    assert i["accuracy_drop_points"] == pytest.approx((i["fp32_top1"] - i["int8_top1"]) * 100)
+    assert i["int8_validation"] == "passed" and 0.8 < i["int8_agreement"] <= 1.0
