@@ -19,13 +19,16 @@ def validation_tolerance(precision: str, *, tf32: bool = False) -> Any:
     table as the ONNX export (scale-relative: ``max|out - ref| <= atol + rtol * max|ref|``).
 
     An fp32 engine is true fp32 (TF32 flag cleared) and judged at the fp32 tolerance against a true-fp32
-    reference. Built with ``tf32=True`` its fp32 layers round their inputs to TF32's 10 mantissa bits -- fp16's
-    -- so it is judged at the fp16 tolerance (TF32 alone costs 5e-4 to 1e-3 of the output scale on the zoo).
+    reference. Built with ``tf32=True`` its fp32 layers round their inputs to TF32's 10 mantissa bits, so it is
+    judged at the ``tf32`` precision's tolerance (TF32 alone costs 5e-4 to 1e-3 of the output scale on the zoo).
     """
     from deploykit.export.validate import tolerance_for
+    from deploykit.precision import Precision
 
     p = check_precision(precision)
-    return tolerance_for("fp16" if tf32 and p == "fp32" else p)
+    if tf32 and p == "fp32":
+        return Precision.TF32.tolerance
+    return tolerance_for(p)
 
 def _reference_fn(info: OnnxInfo, reference_model: Any, device: Any) -> tuple[Callable[..., list[Any]], str]:
     """The reference the engine is compared with: the eager module when given, else ONNX Runtime on the ONNX.
