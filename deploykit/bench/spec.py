@@ -182,6 +182,35 @@ class BenchSpec:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
 
+def bench_spec(
+    suite: BenchSpec | None,
+    *,
+    models: tuple[str, ...] | None = None,
+    device: str | None = None,
+    timing: dict[str, Any] | None = None,
+    **changes: Any,
+) -> BenchSpec:
+    """The sweep a command asks for: its values over the suite's, the suite's over the device defaults.
+
+    ``device`` defaults to the suite's, else ``cuda`` when available; without a suite the backends, precisions
+    and batches default to :data:`DEFAULTS` for that device. ``timing`` holds :class:`TimingOptions` fields and
+    ``changes`` :class:`BenchSpec` fields; ``None`` values are not given (:meth:`BenchSpec.with_overrides`).
+    """
+    if device is None:
+        if suite is not None:
+            device = suite.device
+        else:
+            import torch
+
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+    if suite is None:
+        if not models:
+            raise InvalidInput("give at least one MODEL (or --suite FILE)")
+        suite = BenchSpec(models=tuple(models), device=device, **DEFAULTS[device_type(device)])
+    tim = replace(suite.timing, **{k: v for k, v in (timing or {}).items() if v is not None})
+    return suite.with_overrides(models=tuple(models) if models else None, device=device, timing=tim, **changes)
+
+
 def load_suite(path: str | Path) -> BenchSpec:
     """Read a suite JSON file (see the module docstring) into a :class:`BenchSpec`."""
     p = Path(path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -105,6 +106,52 @@ def _device_label(device: str) -> str:
     return device_name(environment(device))
 
 
+def _batches(text: str | None) -> tuple[int, ...] | None:
+    from deploykit.errors import InvalidInput
+
+    try:
+        return tuple(int(b) for b in split_list(text)) if text else None
+    except ValueError:
+        raise InvalidInput(f"bad --batch {text!r}: expected integers like 1,8,64") from None
+
+
+def _default_output(spec: Any) -> Path:
+    from datetime import datetime, timezone
+
+    from deploykit.bench.cache import slug
+
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return Path("benchmarks") / "results" / f"{slug(spec.name or 'bench')}-{slug(_device_label(spec.device))}-{stamp}.json"
+
+
+def _check_outputs(path: Path | None, summary: Path | None) -> None:
+    """Before the sweep, not after it: an output that cannot be written is one line now."""
+    from deploykit._io import check_output_dir, check_output_file
+
+    if path is not None:
+        check_output_file(path)
+    if summary is not None:
+        check_output_dir(summary)
+
+
+def _show_result(result: Any, path: Path | None, summary: Path | None, output: Path | None) -> None:
+    from deploykit.report.bench import bench_table, summary_lines, write_markdown_summary
+
+    show([bench_table(result)])
+    for line in summary_lines(result):
+        console.print(line, highlight=False, soft_wrap=True)
+    if path is not None:
+        result.save(path)
+        console.print(f"wrote {path}", highlight=False, soft_wrap=True)
+    if summary is not None:
+        written = write_markdown_summary(result, summary, name=output.stem if output else "bench-summary")
+        console.print(
+            f"wrote {written['markdown']}" + (f" and {written['plot']}" if written["plot"] else ""),
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
 @handle_errors
 def bench(
     models: Annotated[
@@ -180,97 +227,29 @@ def bench(
         Path | None, typer.Option(help="Also write a markdown summary + latency plot into this folder.")
     ] = None,
 ) -> None:
-    import dataclasses
-    from datetime import datetime, timezone
-
-    import torch
-
-    from deploykit.bench.cache import slug
-    from deploykit.bench.spec import DEFAULTS, BenchSpec, device_type, load_suite
+    from deploykit.bench.spec import bench_spec, load_suite
     from deploykit.bench.sweep import run_bench
-    from deploykit.bench.timing import TimingOptions
-    from deploykit.errors import InvalidInput
-    from deploykit.report.bench import bench_table, summary_lines, write_markdown_summary
 
-    base = load_suite(suite) if suite is not None else None
-    dev = device or (base.device if base else ("cuda" if torch.cuda.is_available() else "cpu"))
-    defaults = DEFAULTS[device_type(dev)]
-    try:
-        batches = tuple(int(b) for b in split_list(batch)) if batch else None
-    except ValueError:
-        raise InvalidInput(f"bad --batch {batch!r}: expected integers like 1,8,64") from None
-    timing_changes: dict[str, Any] = {
-        "iterations": iterations,
-        "repeats": repeats,
-        "warmup_iters": warmup,
-        "warmup_seconds": warmup_seconds,
-        "cell_seconds": cell_seconds,
-    }
-    timing_base = base.timing if base else TimingOptions()
-    timing = dataclasses.replace(timing_base, **{k: v for k, v in timing_changes.items() if v is not None})
-    fields: dict[str, Any] = {
-        "models": tuple(models) if models else (base.models if base else None),
-        "backends": tuple(split_list(backend))
-        if backend
-        else (base.backends if base else defaults["backends"]),
-        "precisions": tuple(split_list(precision))
-        if precision
-        else (base.precisions if base else defaults["precisions"]),
-        "batches": batches or (base.batches if base else defaults["batches"]),
-        "device": dev,
-        "timing": timing,
-        "compile_mode": compile_mode or (base.compile_mode if base else None),
-        "num_classes": num_classes if num_classes is not None else (base.num_classes if base else None),
-        "in_channels": in_channels if in_channels is not None else (base.in_channels if base else None),
-        "image_size": image_size if image_size is not None else (base.image_size if base else None),
-        "input_shape": input_shape or (base.input_shape if base else None),
-        "seed": seed if seed is not None else (base.seed if base else 0),
-        "threads": threads if threads is not None else (base.threads if base else None),
-        "cache_dir": str(cache_dir) if cache_dir else (base.cache_dir if base else None),
-        "name": base.name if base else None,
-        "weights": weights or (base.weights if base else None),
-        "calib_data": calib_data or (base.calib_data if base else None),
-    }
-    if not fields["models"]:
-        raise InvalidInput("give at least one MODEL (or --suite FILE)")
-    spec = BenchSpec(**fields)
-
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    path = None
-    if not no_save:
-        path = (
-            output
-            or Path("benchmarks")
-            / "results"
-            / f"{slug(spec.name or 'bench')}-{slug(_device_label(dev))}-{stamp}.json"
-        )
-    from deploykit._io import check_output_dir, check_output_file
-
-    if path is not None:
-        check_output_file(path)  # before the sweep, not after it
-    if summary is not None:
-        check_output_dir(summary)
+    spec = bench_spec(
+        load_suite(suite) if suite is not None else None,
+        models=tuple(models) if models else None,
+        device=device,
+        timing={"iterations": iterations, "repeats": repeats, "warmup_iters": warmup,
+                "warmup_seconds": warmup_seconds, "cell_seconds": cell_seconds},
+        backends=tuple(split_list(backend)) if backend else None,
+        precisions=Precision.parse_list(precision, allowed=BENCH_PRECISIONS) if precision else None,
+        batches=_batches(batch), compile_mode=compile_mode or None, num_classes=num_classes,
+        in_channels=in_channels, image_size=image_size, input_shape=input_shape or None, seed=seed,
+        threads=threads, cache_dir=str(cache_dir) if cache_dir else None, weights=weights or None,
+        calib_data=calib_data or None,
+    )
+    path = None if no_save else output or _default_output(spec)
+    _check_outputs(path, summary)
     progress, report = _progress_reporter()
     # The file is rewritten after every cell: a sweep cut short (time limit, Ctrl-C) keeps what it measured.
-    if progress is not None:
-        with progress:
-            result = run_bench(spec, progress=report, checkpoint=path)
-    else:
+    with progress if progress is not None else contextlib.nullcontext():
         result = run_bench(spec, progress=report, checkpoint=path)
-
-    show([bench_table(result)])
-    for line in summary_lines(result):
-        console.print(line, highlight=False, soft_wrap=True)
-    if path is not None:
-        result.save(path)
-        console.print(f"wrote {path}", highlight=False, soft_wrap=True)
-    if summary is not None:
-        written = write_markdown_summary(result, summary, name=output.stem if output else "bench-summary")
-        console.print(
-            f"wrote {written['markdown']}" + (f" and {written['plot']}" if written["plot"] else ""),
-            highlight=False,
-            soft_wrap=True,
-        )
+    _show_result(result, path, summary, output)
     bad = [c for c in result.cells if c.status == "error" or c.correct is False]
     if bad:
         err_console.print(
