@@ -9,8 +9,12 @@ from typing import Annotated, Any
 import typer
 
 from deploykit.backends.registry import backend_names, list_backends
+from deploykit.bench.timing import TimingOptions
 from deploykit.cli._common import console, err_console, handle_errors, show, split_list
 from deploykit.precision import TORCH_PRECISIONS, Precision
+
+#: The timing defaults, shown in the options' help.
+_T = TimingOptions()
 
 #: Precisions a sweep takes (what torch runs; TensorRT int8 is built with `deploykit export --int8`).
 BENCH_PRECISIONS = Precision.names(*TORCH_PRECISIONS, Precision.INT8)
@@ -35,7 +39,12 @@ counted as fastest.
 
 [bold]INT8[/] (--precision int8 --calib-data D [--weights W]): the model's Q/DQ INT8 ONNX (deploykit export --int8's graph), calibrated on D's train split, run by ort (and trt); other backends skip int8 cells. Each int8 cell carries in its JSON info the accuracy it measured on D's test split (fp32_top1, int8_top1, accuracy_drop_points, int8_agreement) beside its latency, and with --calib-data every cell runs on real test inputs. Compare with fp32 in the same run: --precision fp32,int8.
 
-Defaults: on CUDA all backends, fp32,fp16, batches 1,64; on the CPU eager,ort, fp32, batch 1.
+Defaults: on CUDA all backends, fp32,fp16, batches 1,64; on the CPU eager,ort, fp32, batch 1, and half the
+cores as threads for torch and ONNX Runtime (at most 4; 1 on a 2-core machine), leaving the rest to the other
+load of a shared machine. The first line of output states the plan: cells, threads, repeats, samples, warm-up.
+A backend is marked fastest (★) only when it beats every other correct one by more than their combined noise;
+otherwise the fastest ones are marked as a tie (=).
+
 Exit code 1 when a cell ends in an error or a wrong output (skipped and OOM cells do not fail).
 """
 
@@ -173,17 +182,23 @@ def bench(
         str | None, typer.Option(help="cpu | cuda | cuda:N (default: cuda when available).")
     ] = None,
     iterations: Annotated[
-        int | None, typer.Option(help="Samples per repeat (at most; --cell-seconds caps it).")
+        int | None,
+        typer.Option(help=f"Samples per repeat (at most; --cell-seconds caps it). (default {_T.iterations})"),
     ] = None,
     repeats: Annotated[
-        int | None, typer.Option(help="Repeats per cell (>= 5 for regression checks).")
+        int | None, typer.Option(help=f"Repeats per cell (>= 5 for regression checks). (default {_T.repeats})")
     ] = None,
     warmup: Annotated[
-        int | None, typer.Option(help="Minimum warm-up calls before the stability check.")
+        int | None,
+        typer.Option(help=f"Minimum warm-up calls before the stability check (windows of {_T.warmup_window} calls "
+                     f"until two medians agree within {_T.warmup_rel_tol:.0%}). (default {_T.warmup_iters})"),
     ] = None,
-    warmup_seconds: Annotated[float | None, typer.Option(help="Longest warm-up per cell, seconds.")] = None,
+    warmup_seconds: Annotated[
+        float | None, typer.Option(help=f"Longest warm-up per cell, seconds. (default {_T.warmup_seconds:g})")
+    ] = None,
     cell_seconds: Annotated[
-        float | None, typer.Option(help="Time budget for the timed part of a cell, seconds.")
+        float | None,
+        typer.Option(help=f"Time budget for the timed part of a cell, seconds. (default {_T.cell_seconds:g})"),
     ] = None,
     compile_mode: Annotated[
         str | None,
@@ -210,7 +225,8 @@ def bench(
     ] = None,
     threads: Annotated[
         int | None,
-        typer.Option(help="CPU threads for torch and ONNX Runtime (default: theirs; 1 on a busy machine)."),
+        typer.Option(help="CPU threads for torch and ONNX Runtime (default on the CPU: half the cores, at most 4; "
+                     "1 on 2 cores). Recorded: check compares only files with the same count."),
     ] = None,
     cache_dir: Annotated[
         Path | None,
@@ -219,7 +235,9 @@ def bench(
     output: Annotated[
         Path | None,
         typer.Option(
-            "--output", "-o", help="Results JSON (default benchmarks/results/<name>-<device>-<time>.json)."
+            "--output", "-o",
+            help="Results JSON (default: in benchmarks/results/ under the current folder, named "
+            "bench-<device>-<time>.json, or <suite name>-… with --suite).",
         ),
     ] = None,
     no_save: Annotated[bool, typer.Option("--no-save", help="Do not write the JSON file.")] = False,
@@ -227,8 +245,11 @@ def bench(
         Path | None, typer.Option(help="Also write a markdown summary + latency plot into this folder.")
     ] = None,
 ) -> None:
-    from deploykit.bench.spec import bench_spec, load_suite
+    import dataclasses
+
+    from deploykit.bench.spec import bench_spec, default_cpu_threads, device_type, load_suite
     from deploykit.bench.sweep import run_bench
+    from deploykit.report.bench import plan_line
 
     spec = bench_spec(
         load_suite(suite) if suite is not None else None,
@@ -243,6 +264,9 @@ def bench(
         threads=threads, cache_dir=str(cache_dir) if cache_dir else None, weights=weights or None,
         calib_data=calib_data or None,
     )
+    if spec.threads is None and device_type(spec.device) == "cpu":
+        spec = dataclasses.replace(spec, threads=default_cpu_threads())
+    err_console.print(plan_line(spec), highlight=False, soft_wrap=True)
     path = None if no_save else output or _default_output(spec)
     _check_outputs(path, summary)
     progress, report = _progress_reporter()

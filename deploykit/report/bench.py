@@ -98,6 +98,39 @@ def fastest_correct(result: BenchResult) -> dict[tuple[str, str, int], CellResul
     return best
 
 
+def _noise(c: CellResult) -> float:
+    n = c.timing.noise if c.timing is not None else None
+    return n if n is not None and math.isfinite(n) else math.inf
+
+
+def tied_with_fastest(result: BenchResult) -> dict[tuple[str, str, int], list[CellResult]]:
+    """Per ``(model, precision, batch)``, the other correct cells whose median is within noise of the fastest's:
+    ``slower / fastest - 1 <= noise_fastest + noise_slower`` (noise = IQR/median across repeats). A difference
+    smaller than the measured noise does not say which is faster: those are ties, not a fastest."""
+    out: dict[tuple[str, str, int], list[CellResult]] = {}
+    for k, f in fastest_correct(result).items():
+        out[k] = [
+            c for c in result.cells
+            if c is not f and c.ok and c.correct is not False and c.median_ms is not None
+            and (c.model, c.precision, c.batch) == k and f.median_ms
+            and c.median_ms / f.median_ms - 1 <= _noise(f) + _noise(c)
+        ]
+    return out
+
+
+def _marks(result: BenchResult) -> dict[int, str]:
+    """``id(cell)`` -> ``"★"`` (fastest, clearly) or ``"="`` (tied for fastest within noise)."""
+    marks: dict[int, str] = {}
+    ties = tied_with_fastest(result)
+    for k, f in fastest_correct(result).items():
+        if ties.get(k):
+            for c in (f, *ties[k]):
+                marks[id(c)] = "="
+        else:
+            marks[id(f)] = "★"
+    return marks
+
+
 def _sorted(cells: Iterable[CellResult]) -> list[CellResult]:
     order = {b: i for i, b in enumerate(BACKENDS)}
     return sorted(cells, key=lambda c: (c.model, c.batch, c.precision, order.get(c.backend, 99), c.backend))
@@ -105,7 +138,7 @@ def _sorted(cells: Iterable[CellResult]) -> list[CellResult]:
 
 def bench_table(result: BenchResult, *, title: str | None = None) -> Table:
     """All cells as a rich table, fastest correct cell per (model, precision, batch) starred."""
-    best = {id(c) for c in fastest_correct(result).values()}
+    marks = _marks(result)
     table = Table(
         title=title or f"deploykit bench on {result.device}", title_justify="left", header_style="bold"
     )
@@ -136,7 +169,8 @@ def bench_table(result: BenchResult, *, title: str | None = None) -> Table:
             style = "dim"
         elif t is not None and t.noisy:
             style = "yellow"
-        label = Text(c.backend + (" ★" if id(c) in best else ""), style="bold green" if id(c) in best else "")
+        mark = marks.get(id(c))
+        label = Text(c.backend + (f" {mark}" if mark else ""), style="bold green" if mark == "★" else "")
         table.add_row(
             c.model,
             str(c.batch),
@@ -157,14 +191,37 @@ def bench_table(result: BenchResult, *, title: str | None = None) -> Table:
 
 
 def summary_lines(result: BenchResult) -> list[str]:
-    """One line per (model, precision, batch): the fastest correct backend and its speedup over eager."""
+    """One line per (model, precision, batch): the fastest correct backend and its speedup over eager, or the
+    backends tied for fastest within their noise."""
     lines = []
+    ties = tied_with_fastest(result)
     for (model, prec, batch), c in sorted(fastest_correct(result).items()):
-        lines.append(
-            f"{model} {prec} b{batch}: fastest correct = {c.backend} {fmt_ms(c.median_ms)} ms "
-            f"({fmt_speedup(c.speedup_vs_eager)} vs eager)"
-        )
+        tied = ties.get((model, prec, batch)) or []
+        if tied:
+            others = ", ".join(f"{t.backend} {fmt_ms(t.median_ms)} ms" for t in sorted(tied, key=lambda t: t.median_ms or 0))
+            lines.append(
+                f"{model} {prec} b{batch}: tie within noise: {c.backend} {fmt_ms(c.median_ms)} ms "
+                f"(noise {fmt_pct(c.timing.noise if c.timing else None)}), {others}: no fastest"
+            )
+        else:
+            lines.append(
+                f"{model} {prec} b{batch}: fastest correct = {c.backend} {fmt_ms(c.median_ms)} ms "
+                f"({fmt_speedup(c.speedup_vs_eager)} vs eager)"
+            )
     return lines
+
+
+def plan_line(spec: Any) -> str:
+    """One line stating what a sweep will do and with which settings (printed before it starts)."""
+    t = spec.timing
+    cells = len(spec.models) * len(spec.backends) * len(spec.precisions) * len(spec.batches)
+    threads = f"{spec.threads} thread{'s' if spec.threads != 1 else ''}" if spec.threads else "the libraries' default threads"
+    return (
+        f"plan: {cells} cell(s) on {spec.device} ({threads} for torch and ONNX Runtime); per cell a warm-up of "
+        f"at least {t.warmup_iters} calls until two windows of {t.warmup_window} agree within "
+        f"{t.warmup_rel_tol:.0%} (at most {t.warmup_seconds:g} s), then {t.repeats} repeats of up to "
+        f"{t.iterations} samples (at most {t.cell_seconds:g} s)"
+    )
 
 
 def _env_lines(result: BenchResult) -> list[str]:
@@ -192,7 +249,7 @@ def _env_lines(result: BenchResult) -> list[str]:
 
 def markdown_table(result: BenchResult) -> str:
     """The detailed per-cell table in GitHub markdown."""
-    best = {id(c) for c in fastest_correct(result).values()}
+    marks = _marks(result)
     head = (
         "| model | batch | prec | backend | median ms | p90 ms | p99 ms | noise | samples/s | vs eager | setup s | "
         "peak MB | rel err | notes |"
@@ -200,7 +257,8 @@ def markdown_table(result: BenchResult) -> str:
     rows = [head, "|" + "---|" * 14]
     for c in _sorted(result.cells):
         t = c.timing
-        backend = f"**{c.backend}** ★" if id(c) in best else c.backend
+        mark = marks.get(id(c))
+        backend = f"**{c.backend}** ★" if mark == "★" else f"{c.backend} =" if mark else c.backend
         notes = "; ".join(cell_flags(c)).replace("|", "/")
         rows.append(
             f"| {c.model} | {c.batch} | {c.precision} | {backend} | {fmt_ms(t.median_ms if t else None)} | "
@@ -252,7 +310,8 @@ def markdown_summary(result: BenchResult, *, plot_name: str | None = None, title
         + f"; compile mode: {regime.get('compile_mode', '-')}",
         "- latency = median of the repeat medians (each repeat the median of n samples); noise = IQR/median across"
         " repeats (noisy > 10%, unusable > 25%); rel err = max|out − eager fp32| / max|eager fp32|;"
-        " ★ = fastest correct backend for the model, precision and batch.",
+        " ★ = fastest correct backend for the model, precision and batch, faster than every other by more than"
+        " their combined noise; = = tied for fastest within noise.",
     ]
     command = reproduce_command(result.spec)
     if command:
