@@ -16,7 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from deploykit._io import atomic_path, atomic_write_text
-from deploykit.bench.results import BenchResult, CellResult
+from deploykit.bench.results import BenchResult, CellResult, fp32_math_policy
 from deploykit.bench.spec import BACKENDS
 from deploykit.errors import InvalidInput
 from deploykit.report.layout import optional_columns
@@ -252,9 +252,9 @@ def markdown_table(result: BenchResult) -> str:
     marks = _marks(result)
     head = (
         "| model | batch | prec | backend | median ms | p90 ms | p99 ms | noise | samples/s | vs eager | setup s | "
-        "peak MB | rel err | notes |"
+        "peak MB | setup peak MB | rel err | notes |"
     )
-    rows = [head, "|" + "---|" * 14]
+    rows = [head, "|" + "---|" * 15]
     for c in _sorted(result.cells):
         t = c.timing
         mark = marks.get(id(c))
@@ -265,7 +265,7 @@ def markdown_table(result: BenchResult) -> str:
             f"{fmt_ms(t.p90_ms if t else None)} | {fmt_ms(t.p99_ms if t else None)} | {fmt_pct(t.noise if t else None)} | "
             f"{fmt_rate(c.throughput_sps)} | {fmt_speedup(c.speedup_vs_eager)} | "
             f"{'-' if c.setup_s is None else f'{c.setup_s:.2f}'} | {fmt_mb(c.peak_mem_bytes)} | "
-            f"{fmt_err(c.max_rel_error)} | {notes} |"
+            f"{fmt_mb(c.setup_peak_mem_bytes)} | {fmt_err(c.max_rel_error)} | {notes} |"
         )
     return "\n".join(rows)
 
@@ -307,12 +307,19 @@ def markdown_summary(result: BenchResult, *, plot_name: str | None = None, title
             if regime.get("device_type") == "cuda"
             else f"; CPU threads: torch {regime.get('cpu_threads', '-')}, ONNX Runtime {regime.get('ort_threads', '-')}"
         )
-        + f"; compile mode: {regime.get('compile_mode', '-')}",
+        + f"; compile mode: {regime.get('compile_mode', '-')}"
+        + (f"; fp32 math: {fp32_math_policy(regime)}" if regime.get("device_type") == "cuda" else ""),
         "- latency = median of the repeat medians (each repeat the median of n samples); noise = IQR/median across"
         " repeats (noisy > 10%, unusable > 25%); rel err = max|out − eager fp32| / max|eager fp32|;"
         " ★ = fastest correct backend for the model, precision and batch, faster than every other by more than"
         " their combined noise; = = tied for fastest within noise.",
     ]
+    if regime.get("device_type") == "cuda":
+        lines.append(
+            "- peak MB = device memory of steady-state inference (from after the backend's export / build, peak "
+            "reset after the warm-up); setup peak MB = the one-time peak up to the end of the warm-up "
+            "(algorithm search, autotuning workspaces)"
+        )
     command = reproduce_command(result.spec)
     if command:
         lines.append(f"- re-run: `{command}`")

@@ -341,3 +341,19 @@ def test_cpu_results_need_the_same_thread_count() -> None:
 def test_files_without_a_common_cell_are_unusable() -> None:
     with pytest.raises(ArtifactError, match=r"no .* cell in common"):
         compare_results(result(cell("eager", batch=64)), result(cell("eager", batch=1)))
+
+
+def test_markdown_summary_shows_fp32_math_and_both_memory_peaks() -> None:
+    from deploykit.report.bench import markdown_summary
+
+    r = result(cell("eager", 1.0, peak_mem_bytes=300_000_000, setup_peak_mem_bytes=1_300_000_000),
+               fp32_math={"policy": "ieee"})
+    text = markdown_summary(r)
+    assert "fp32 math: ieee" in text and "setup peak MB = the one-time peak" in text
+    header = next(ln for ln in text.splitlines() if ln.startswith("| model |"))
+    row = next(ln for ln in text.splitlines() if ln.startswith("| resnet18 |"))
+    cols = [c.strip() for c in header.strip("|").split("|")]
+    vals = [c.strip() for c in row.strip("|").split("|")]
+    assert len(cols) == len(vals)
+    got = dict(zip(cols, vals, strict=True))
+    assert got["peak MB"].startswith("300") and got["setup peak MB"].startswith("1300")
