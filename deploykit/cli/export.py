@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -243,168 +244,242 @@ def export(
                      "[0, num_embeddings) of the model's nn.Embedding)."),
     ] = None,
 ) -> None:
-    from deploykit.errors import BackendUnavailable, InvalidInput
+    req = _Request(**locals())  # the parameters, as typer parsed them
+    req.check()  # everything that can be refused, before anything heavy runs
+    art, module = _export_onnx(req)
+    if "trt" in req.formats:
+        _build_trt(req, art, module)
 
-    # ---- arguments, all checked before anything heavy runs
-    from deploykit.models.inputs import input_spec
 
-    inputs = input_spec(input_dtype, input_range)
-    if sum((fp16, bf16, int8)) > 1:
-        raise InvalidInput("choose one of --fp16, --bf16, --int8")
-    precision = "fp16" if fp16 else "bf16" if bf16 else "int8" if int8 else "fp32"
-    if batch_size is not None and dynamic_batch:
-        raise InvalidInput("--batch-size fixes the batch and --dynamic-batch makes it symbolic: choose one")
-    if any(v is not None for v in (min_batch, opt_batch, max_batch)):
-        if batch_size is not None:
-            raise InvalidInput(
-                "--min-batch/--opt-batch/--max-batch shape a dynamic-batch engine and --batch-size fixes the batch: "
-                "choose one"
+@dataclass
+class _Request:
+    """The command line of ``deploykit export``, checked once (:meth:`check`) before any work."""
+
+    model: str
+    fp16: bool
+    bf16: bool
+    int8: bool
+    opset: int | None
+    batch_size: int | None
+    dynamic_batch: bool
+    out: Path
+    format: str | None
+    device: str | None
+    exporter: str
+    seed: int
+    weights: str | None
+    data: str | None
+    data_limit: int | None
+    strict: bool
+    input_shape: str | None
+    image_size: str | None
+    num_classes: int | None
+    in_channels: int | None
+    calib_data: str | None
+    calib_method: str | None
+    calib_samples: int | None
+    max_accuracy_drop: float | None
+    allow_calib_overlap: bool
+    min_batch: int | None
+    opt_batch: int | None
+    max_batch: int | None
+    workspace_gb: float | None
+    timing_cache: Path | None
+    opt_level: int | None
+    input_dtype: str
+    input_range: str | None
+    # set by check()
+    precision: Any = None
+    inputs: Any = None
+    explicit: bool = False
+    formats: list[str] = field(default_factory=list)
+    int8_options: Any = None
+    trt_reason: str | None = None
+
+    def check(self) -> None:
+        from deploykit.errors import InvalidInput
+        from deploykit.models.inputs import input_spec
+        from deploykit.precision import Precision
+
+        self.inputs = input_spec(self.input_dtype, self.input_range)
+        if sum((self.fp16, self.bf16, self.int8)) > 1:
+            raise InvalidInput("choose one of --fp16, --bf16, --int8")
+        self.precision = Precision.FP16 if self.fp16 else Precision.BF16 if self.bf16 else (
+            Precision.INT8 if self.int8 else Precision.FP32)
+        self._check_batches()
+        from deploykit._io import check_output_dir
+
+        check_output_dir(self.out)  # a file in the way, /proc, a name too long: before minutes of exporting
+        if self.workspace_gb is not None and not self.workspace_gb > 0:
+            raise InvalidInput(f"--workspace-gb must be positive, got {self.workspace_gb}")
+        self.explicit = self.format is not None
+        self.formats = split_list(self.format) if self.explicit else []
+        if self.explicit:
+            unknown = [f for f in self.formats if f not in FORMATS]
+            if unknown or not self.formats:
+                raise InvalidInput(
+                    f"unknown format {', '.join(unknown) or repr(self.format)}; choose from {', '.join(FORMATS)}"
+                )
+        self._check_int8()
+        self._check_trt()
+        if self.data_limit is not None and (self.data is None or self.data_limit < 1):
+            raise InvalidInput("--data-limit needs --data and a positive number of samples")
+
+        from deploykit.backends.registry import get_backend
+
+        self.trt_reason = get_backend("trt").unavailable()
+        if not self.explicit:
+            # Default: the ONNX file and, when TensorRT is usable, the engine; without TensorRT the engine is
+            # reported as skipped (exit 0), so the user learns what the command could have built.
+            self.formats = ["onnx", "trt"]
+
+    def _check_batches(self) -> None:
+        from deploykit.errors import InvalidInput
+
+        if self.batch_size is not None and self.dynamic_batch:
+            raise InvalidInput("--batch-size fixes the batch and --dynamic-batch makes it symbolic: choose one")
+        if any(v is not None for v in (self.min_batch, self.opt_batch, self.max_batch)):
+            if self.batch_size is not None:
+                raise InvalidInput(
+                    "--min-batch/--opt-batch/--max-batch shape a dynamic-batch engine and --batch-size fixes the "
+                    "batch: choose one"
+                )
+            self.dynamic_batch = True  # a batch range needs a symbolic batch: implied, as the help says
+        if self.batch_size is not None and self.batch_size < 1:
+            raise InvalidInput(f"--batch-size must be a positive integer, got {self.batch_size}")
+
+    def _check_int8(self) -> None:
+        from deploykit.errors import InvalidInput
+
+        if self.int8:
+            from deploykit.export.int8 import Int8Options
+
+            if self.calib_data is None:
+                raise InvalidInput(
+                    "--int8 needs real calibration data: --calib-data mnist1d | digits | FILE.npz | FOLDER "
+                    "(deploykit never calibrates on random data)"
+                )
+            defaults = Int8Options()
+            self.int8_options = Int8Options(
+                method=self.calib_method or defaults.method,
+                samples=self.calib_samples if self.calib_samples is not None else defaults.samples,
+                max_accuracy_drop=(self.max_accuracy_drop if self.max_accuracy_drop is not None
+                                   else defaults.max_accuracy_drop),
+                allow_overlap=self.allow_calib_overlap,
             )
-        dynamic_batch = True  # a batch range needs a symbolic batch: implied, as the help says
-    if batch_size is not None and batch_size < 1:
-        raise InvalidInput(f"--batch-size must be a positive integer, got {batch_size}")
-    from deploykit._io import check_output_dir
-
-    check_output_dir(out)  # a file in the way, /proc, a name too long: before minutes of exporting
-    if workspace_gb is not None and not workspace_gb > 0:
-        raise InvalidInput(f"--workspace-gb must be positive, got {workspace_gb}")
-    explicit = format is not None
-    formats = split_list(format) if explicit else []
-    if explicit:
-        unknown = [f for f in formats if f not in FORMATS]
-        if unknown or not formats:
-            raise InvalidInput(
-                f"unknown format {', '.join(unknown) or repr(format)}; choose from {', '.join(FORMATS)}"
-            )
-    int8_options = None
-    if int8:
-        from deploykit.export.int8 import Int8Options
-
-        if calib_data is None:
-            raise InvalidInput(
-                "--int8 needs real calibration data: --calib-data mnist1d | digits | FILE.npz | FOLDER "
-                "(deploykit never calibrates on random data)"
-            )
-        defaults = Int8Options()
-        int8_options = Int8Options(
-            method=calib_method or defaults.method,
-            samples=calib_samples if calib_samples is not None else defaults.samples,
-            max_accuracy_drop=max_accuracy_drop if max_accuracy_drop is not None else defaults.max_accuracy_drop,
-            allow_overlap=allow_calib_overlap,
-        )
-    else:
-        given_int8 = [k for k, v in {"--calib-data": calib_data, "--calib-method": calib_method,
-                                      "--calib-samples": calib_samples, "--max-accuracy-drop": max_accuracy_drop,
-                                      "--allow-calib-overlap": allow_calib_overlap}.items() if v not in (None, False)]
+            return
+        given_int8 = [k for k, v in {"--calib-data": self.calib_data, "--calib-method": self.calib_method,
+                                      "--calib-samples": self.calib_samples,
+                                      "--max-accuracy-drop": self.max_accuracy_drop,
+                                      "--allow-calib-overlap": self.allow_calib_overlap}.items()
+                      if v not in (None, False)]
         if given_int8:
             raise InvalidInput(f"{', '.join(given_int8)} quantize to INT8: add --int8")
-    trt_options = {
-        "--bf16": bf16,
-        "--min-batch": min_batch,
-        "--opt-batch": opt_batch,
-        "--max-batch": max_batch,
-        "--workspace-gb": workspace_gb,
-        "--timing-cache": timing_cache,
-        "--opt-level": opt_level,
-    }
-    given_trt = [k for k, v in trt_options.items() if v not in (None, False)]
-    if explicit and "trt" not in formats and given_trt:
-        raise InvalidInput(f"{', '.join(given_trt)} apply to the TensorRT engine: add trt to --format")
-    if opt_level is not None and not 0 <= opt_level <= 5:
-        raise InvalidInput(f"--opt-level must be 0-5, got {opt_level}")
-    if data_limit is not None and (data is None or data_limit < 1):
-        raise InvalidInput("--data-limit needs --data and a positive number of samples")
 
-    from deploykit.backends.registry import get_backend
+    def _check_trt(self) -> None:
+        from deploykit.errors import InvalidInput
 
-    trt_reason = get_backend("trt").unavailable()
-    if not explicit:
-        # Default: the ONNX file and, when TensorRT is usable, the engine; without TensorRT the engine is
-        # reported as skipped (exit 0), so the user learns what the command could have built.
-        formats = ["onnx", "trt"]
+        trt_options = {
+            "--bf16": self.bf16,
+            "--min-batch": self.min_batch,
+            "--opt-batch": self.opt_batch,
+            "--max-batch": self.max_batch,
+            "--workspace-gb": self.workspace_gb,
+            "--timing-cache": self.timing_cache,
+            "--opt-level": self.opt_level,
+        }
+        given_trt = [k for k, v in trt_options.items() if v not in (None, False)]
+        if self.explicit and "trt" not in self.formats and given_trt:
+            raise InvalidInput(f"{', '.join(given_trt)} apply to the TensorRT engine: add trt to --format")
+        if self.opt_level is not None and not 0 <= self.opt_level <= 5:
+            raise InvalidInput(f"--opt-level must be 0-5, got {self.opt_level}")
 
-    # ---- the export (always: the engine is built from the validated ONNX file)
+    @property
+    def overrides(self) -> Any:
+        from deploykit.models import ModelOverrides
+
+        return ModelOverrides(input_shape=self.input_shape, image_size=self.image_size,
+                              num_classes=self.num_classes, in_channels=self.in_channels)
+
+
+def _export_onnx(req: _Request) -> tuple[Any, Any]:
+    """The validated ONNX file (always: the engine is built from it), quantized with --int8; and the module."""
     import torch
 
     from deploykit.export.onnx import export_module, load_test_split
     from deploykit.models import create_model
-    from deploykit.precision import Precision
 
-    overrides: dict[str, Any] = {
-        "num_classes": num_classes,
-        "in_channels": in_channels,
-        "image_size": image_size,
-        "input_shape": input_shape,
-    }
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        module, spec = create_model(model, device="cpu", weights=weights, **overrides)
-    if int8_options is not None:  # bad calibration data is refused before anything is exported
+        torch.manual_seed(req.seed)
+        module, spec = create_model(req.model, device="cpu", weights=req.weights, **req.overrides.kwargs())
+    if req.int8_options is not None:  # bad calibration data is refused before anything is exported
         from deploykit.export.int8 import calibration_splits
 
-        calib = calibration_splits(str(calib_data), spec)
-    test = load_test_split(data, spec, name=model, limit=data_limit) if data is not None else None
-    if int8_options is not None and test is not None:  # --data: the INT8 graph is validated on its test split too
+        calib = calibration_splits(str(req.calib_data), spec)
+    test = load_test_split(req.data, spec, name=req.model, limit=req.data_limit) if req.data is not None else None
+    if req.int8_options is not None and test is not None:  # --data: the INT8 graph is validated on its test split
         calib = (calib[0], test)
-    err_console.print(f"exporting {model} ({'x'.join(map(str, spec.input_shape))}) ...", highlight=False)
+    err_console.print(f"exporting {req.model} ({'x'.join(map(str, spec.input_shape))}) ...", highlight=False)
     art = export_module(
         module,
         spec,
-        out_dir=out,
-        precision=Precision(precision).onnx_graph,
-        batch_size=batch_size or 1,
-        dynamic_batch=dynamic_batch,
-        opset=opset,
-        device=device,
-        exporter=exporter,
-        name=model,
+        out_dir=req.out,
+        precision=req.precision.onnx_graph,
+        batch_size=req.batch_size or 1,
+        dynamic_batch=req.dynamic_batch,
+        opset=req.opset,
+        device=req.device,
+        exporter=req.exporter,
+        name=req.model,
         model_info={
-            "overrides": {k: v for k, v in overrides.items() if v is not None},
-            "weight_seed": None if weights is not None else seed,
+            "overrides": req.overrides.given(),
+            "weight_seed": None if req.weights is not None else req.seed,
         },
-        inputs=inputs,
+        inputs=req.inputs,
         data=test,
     )
     _print_onnx(art)
     inconclusive = art.manifest["validation"].get("status") == "inconclusive"
-    if inconclusive and strict:
+    if inconclusive and req.strict:
         err_console.print(
             "[bold red]error:[/] --strict: the validation is inconclusive (the file is written; its manifest says why)",
             highlight=False, soft_wrap=True,
         )
         raise typer.Exit(1)
-    if int8_options is not None:
-        art = _quantize(art, module, calib, int8_options, trained=getattr(spec, "weights", None) is not None, out=out)
-    if "trt" not in formats:
-        return
+    if req.int8_options is not None:
+        art = _quantize(art, module, calib, req.int8_options, trained=getattr(spec, "weights", None) is not None,
+                        out=req.out)
+    return art, module
 
-    # ---- the TensorRT engine
-    if trt_reason is not None:
-        from rich.markup import escape
 
-        line = escape(f"TensorRT engine skipped: {trt_reason}")
-        if explicit:  # asked for by name: an error (BackendUnavailable's exit code), printed here unmangled
+def _build_trt(req: _Request, art: Any, module: Any) -> None:
+    """The TensorRT engine from the validated ONNX file, or one line saying why it was skipped."""
+    from rich.markup import escape
+
+    from deploykit.errors import BackendUnavailable
+
+    if req.trt_reason is not None:
+        line = escape(f"TensorRT engine skipped: {req.trt_reason}")
+        if req.explicit:  # asked for by name: an error (BackendUnavailable's exit code), printed here unmangled
             err_console.print(f"[bold red]error:[/] {line}", highlight=False, soft_wrap=True)
             raise typer.Exit(BackendUnavailable.exit_code)
         console.print(f"[yellow]{line}[/]", highlight=False)
         return
     from deploykit.export.tensorrt import build_engine
 
-    err_console.print(f"building the TensorRT {precision} engine ...", highlight=False)
+    err_console.print(f"building the TensorRT {req.precision} engine ...", highlight=False)
     engine = build_engine(
         art,
-        precision=precision,
-        min_batch=min_batch,
-        opt_batch=opt_batch,
-        max_batch=max_batch,
-        workspace_bytes=int(workspace_gb * 2**30) if workspace_gb is not None else None,
-        timing_cache=timing_cache,
-        opt_level=opt_level,
+        precision=req.precision,
+        min_batch=req.min_batch,
+        opt_batch=req.opt_batch,
+        max_batch=req.max_batch,
+        workspace_bytes=int(req.workspace_gb * 2**30) if req.workspace_gb is not None else None,
+        timing_cache=req.timing_cache,
+        opt_level=req.opt_level,
         reference_model=module,
-        device=device if device and device.startswith("cuda") else "cuda",
+        device=req.device if req.device and req.device.startswith("cuda") else "cuda",
     )
-    from rich.markup import escape
-
     console.print(f"[bold green]TensorRT[/] {escape(str(engine.path))}", highlight=False)
     console.print(f"  manifest   {escape(str(engine.manifest_path))}", highlight=False)
     val = engine.manifest.get("validation") if isinstance(engine.manifest, dict) else None
