@@ -150,7 +150,7 @@ class Precision(str, enum.Enum):
     @property
     def onnx_graph(self) -> Precision:
         """The precision of the ONNX graph a TensorRT engine of this precision is built from: an fp16 engine
-        from an fp16 graph (strongly typed TensorRT 10.12+/11); bf16 and int8 (calibrated) from the fp32 one."""
+        from an fp16 graph (strongly typed TensorRT 10.12+/11); bf16 from the fp32 one, int8 from the Q/DQ graph quantized from it (deploykit.export.int8)."""
         return Precision(self._facts.onnx_graph)
 
     @property

@@ -256,9 +256,14 @@ def trt_factory(ctx: CellContext) -> Prepared:
     # export; bf16 goes through the fp32 graph, which build_engine builds only where TensorRT still has the
     # precision flags (10.0-10.11) and refuses elsewhere (reported as a skipped cell).
     onnx_precision = Precision.parse(ctx.precision).onnx_graph
-    onnx_art, _ = cached_onnx(ctx, onnx_precision)
+    int8_info: dict[str, Any] = {}
+    if ctx.precision == "int8":  # the Q/DQ graph (written blind: no TensorRT here)
+        onnx_art, _, int8_info = cached_int8(ctx)
+    else:
+        onnx_art, _ = cached_onnx(ctx, onnx_precision)
     label, key = _artifact_key(ctx, ctx.precision)
-    key = {**key, "gpu": gpu.name, "cc": gpu.compute_capability, "cuda": gpu.cuda, "tensorrt": trt_version}
+    key = {**key, "gpu": gpu.name, "cc": gpu.compute_capability, "cuda": gpu.cuda, "tensorrt": trt_version,
+           "onnx_sha256": onnx_art.manifest["sha256"]}
     folder = ctx.cache.artifact_dir("trt", label, key)
     rec = BenchCache.lookup(folder)
     hit = rec is not None
@@ -292,7 +297,7 @@ def trt_factory(ctx: CellContext) -> Prepared:
     # CUDA graphs on, as trtexec 11 measures by default; recorded per cell (cuda_graphs).
     runner = TensorRTRunner(engine_path, device=str(ctx.device), cuda_graph=True)
     # The runner's prepare_input converts to the engine's own input dtype (fp16 for an fp16 graph).
-    return Prepared(runner, torch_dtype(onnx_precision), cache_hit=hit, info={"engine": str(engine_path)})
+    return Prepared(runner, torch_dtype(onnx_precision), cache_hit=hit, info={"engine": str(engine_path), **int8_info})
 
 
 def _module_factory(info: BackendInfo) -> Factory:

@@ -256,3 +256,22 @@ def test_bench_int8_on_ort_carries_the_accuracy_delta(trained: Path, tmp_path: P
     assert i["calibration"]["split"] == "train[:512]" and i["evaluation"]["split"] == "test"
     assert i["accuracy_drop_points"] == pytest.approx((i["fp32_top1"] - i["int8_top1"]) * 100)
     assert i["int8_validation"] == "passed" and 0.8 < i["int8_agreement"] <= 1.0
+
+
+def test_tensorrt_takes_the_qdq_graph_strongly_typed(fp32, tmp_path: Path, monkeypatch) -> None:
+    """Written blind (no TensorRT here): the fake TensorRT 11 records the build of deploykit's own Q/DQ graph."""
+    from fakes.fake_tensorrt import install_fake_tensorrt
+
+    from deploykit.export.tensorrt import build_engine, inspect_onnx
+
+    module, art, calib, test = fp32
+    res = quantize_artifact(art, module, calib, test, Int8Options(samples=64, max_accuracy_drop=100), out_dir=tmp_path)
+    info = inspect_onnx(res.artifact)
+    assert info.has_qdq and info.graph_tag == "int8"
+    monkeypatch.setenv("DEPLOYKIT_CACHE_DIR", str(tmp_path / "cache"))
+    fake = install_fake_tensorrt(monkeypatch, "11.1.0.5")
+    eng = build_engine(res.artifact, precision="int8", validate=False, out_path=tmp_path / "m.engine")
+    assert eng.manifest["precision"]["path"] == "strong-typing"
+    assert not any("set_flag" in c and "INT8" in c for c in fake.calls)
+    q = eng.manifest["precision"]["quantization"]
+    assert q["method"] == "minmax" and q["samples"] == 64 and q["sha256"] == res.artifact.manifest["sha256"]

@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 from typing import ClassVar
 
-import numpy as np
 import pytest
 import torch
 from fakes.fake_tensorrt import fake_reference, install_fake_tensorrt, make_tiny_onnx
@@ -41,7 +40,6 @@ from deploykit.export.tensorrt import (
     dtype_from_format,
     engine_manifest_path,
     inspect_onnx,
-    load_calibration_batches,
     load_engine_manifest,
     parse_engine_information,
     parse_trt_version,
@@ -175,16 +173,12 @@ def test_precision_plan_fp16_from_fp32_graph_is_gated_on_version(version, legacy
 
 
 def test_precision_plan_int8_routes():
-    # no Q/DQ, no data: refused on every version, before anything else
+    # one route on every version: a Q/DQ graph, strongly typed, no builder flag; no calibrator route anywhere
     for v in ("10.5.0", "10.16.0", "11.1.0"):
-        with pytest.raises(InvalidInput, match="never calibrates on random data"):
-            select_precision_plan("int8", v, onnx_precision="fp32", has_qdq=False, calibration_data=False)
-    p = select_precision_plan("int8", "10.13.0", onnx_precision="fp32", has_qdq=False, calibration_data=True)
-    assert (p.path, p.strongly_typed, p.builder_flags, p.calibrate) == ("int8-calibration", False, ("INT8",), True)
-    with pytest.raises(InvalidInput, match=r"removed implicit INT8 calibration.*Q/DQ"):
-        select_precision_plan("int8", "11.1.0", onnx_precision="fp32", has_qdq=False, calibration_data=True)
-    with pytest.raises(InvalidInput, match="already carries Q/DQ"):
-        select_precision_plan("int8", "10.13.0", onnx_precision="fp32", has_qdq=True, calibration_data=True)
+        with pytest.raises(InvalidInput, match=r"explicitly quantized \(Q/DQ\) ONNX.*--int8 --calib-data"):
+            select_precision_plan("int8", v, onnx_precision="fp32", has_qdq=False)
+        p = select_precision_plan("int8", v, onnx_precision="fp32", has_qdq=True)
+        assert (p.path, p.strongly_typed, p.builder_flags, p.expect) == ("strong-typing", True, (), "int8")
 
 
 def test_precision_plan_refusals():
@@ -295,8 +289,6 @@ def test_build_without_tensorrt_fails_cleanly_after_checking_arguments(fp32_onnx
         build_engine(fp32_onnx, opt_level=7)
     with pytest.raises(InvalidInput, match="workspace_bytes"):
         build_engine(fp32_onnx, workspace_bytes=0)
-    with pytest.raises(InvalidInput, match="calibration data not found"):
-        build_engine(fp32_onnx, precision="int8", calib_data="/nonexistent/calib.npy")
     with pytest.raises(InvalidInput, match="min <= opt <= max"):
         build_engine(fp32_onnx, min_batch=4, max_batch=2)
 
@@ -314,39 +306,6 @@ def test_tensorrt_status_without_tensorrt(monkeypatch):
 
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     assert dt.tensorrt_status() == f"TensorRT is not installed ({INSTALL_HINT})"
-
-
-def test_load_calibration_batches(tmp_path):
-    rng = np.random.default_rng(1)
-    a = rng.standard_normal((10, 3, 8, 8)).astype(np.float32)
-    np.save(tmp_path / "a.npy", a)
-    batches, desc = load_calibration_batches(tmp_path / "a.npy", sample_shape=(3, 8, 8), batch_size=4)
-    assert [b.shape for b in batches] == [(4, 3, 8, 8), (4, 3, 8, 8)]
-    assert (desc["samples"], desc["batches"], desc["samples_dropped"]) == (10, 2, 2)
-    np.testing.assert_array_equal(batches[1], a[4:8])
-    folder = tmp_path / "calib"
-    folder.mkdir()
-    np.save(folder / "0.npy", a[:3])
-    np.save(folder / "1.npy", a[3])  # a single sample without batch dim
-    batches, desc = load_calibration_batches(folder, sample_shape=(3, 8, 8), batch_size=2, dtype="float16")
-    assert (desc["files"], desc["samples"], len(batches), batches[0].dtype) == (["0.npy", "1.npy"], 4, 2, np.float16)
-    np.save(tmp_path / "wrong.npy", a[:, :2])
-    with pytest.raises(InvalidInput, match="expected \\(N, 3, 8, 8\\)"):
-        load_calibration_batches(tmp_path / "wrong.npy", sample_shape=(3, 8, 8), batch_size=2)
-    nan = a.copy()
-    nan[0, 0, 0, 0] = np.nan
-    np.save(tmp_path / "nan.npy", nan)
-    with pytest.raises(InvalidInput, match="NaN"):
-        load_calibration_batches(tmp_path / "nan.npy", sample_shape=(3, 8, 8), batch_size=2)
-    with pytest.raises(InvalidInput, match="fewer than one batch"):
-        load_calibration_batches(tmp_path / "a.npy", sample_shape=(3, 8, 8), batch_size=11)
-    (tmp_path / "x.txt").write_text("1 2 3")
-    with pytest.raises(InvalidInput, match=r".npy"):
-        load_calibration_batches(tmp_path / "x.txt", sample_shape=(3, 8, 8), batch_size=1)
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    with pytest.raises(InvalidInput, match=r"no .npy files"):
-        load_calibration_batches(empty, sample_shape=(3, 8, 8), batch_size=1)
 
 
 def test_dtype_from_format_strings():
@@ -425,7 +384,7 @@ def test_parse_engine_information_11x_and_names_only():
 
 
 def _plan(expect, requested="fp16"):
-    return PrecisionPlan(requested, "strong-typing", True, (), False, expect, (10, 13, 0), "")
+    return PrecisionPlan(requested, "strong-typing", True, (), expect, (10, 13, 0), "")
 
 
 def test_verify_engine_precision_catches_silent_fp32():
@@ -636,27 +595,20 @@ def test_fake_timing_cache_is_persisted_and_reused(fp32_onnx, monkeypatch, tmp_p
     assert own.is_file() and c.path == tmp_path / "x" / "y.engine" and c.path.is_file()
 
 
-def test_fake_int8_calibration_on_10x(fp32_onnx, monkeypatch, tmp_path):
-    fake = install_fake_tensorrt(monkeypatch, "10.13.0.35")
-    np.save(tmp_path / "calib.npy", np.random.default_rng(0).standard_normal((20, 3, 8, 8)).astype(np.float32))
-    art = build_engine(fp32_onnx, precision="int8", calib_data=tmp_path / "calib.npy", reference_model=FakeModel())
-    assert "config.set_flag(INT8)" in fake.calls and "config.set_calibration_profile" in fake.calls
-    assert len(_calls_matching(fake, "calibrator.get_batch")) == 2  # 20 samples / opt batch 8 = 2 full batches
-    cal = art.manifest["precision"]["calibration"]
-    assert (cal["samples"], cal["batch_size"], cal["batches"], cal["batches_fed"]) == (20, 8, 2, 2)
-    assert art.manifest["precision"]["path"] == "int8-calibration"
-    assert art.manifest["validation"]["inputs"] == "calibration samples"
-
-
-def test_fake_int8_on_11x_needs_qdq(fp32_onnx, monkeypatch, tmp_path):
-    fake = install_fake_tensorrt(monkeypatch, "11.1.0.5")
-    np.save(tmp_path / "calib.npy", np.zeros((8, 3, 8, 8), np.float32))
-    with pytest.raises(InvalidInput, match="removed implicit INT8 calibration"):
-        build_engine(fp32_onnx, precision="int8", calib_data=tmp_path / "calib.npy")
-    assert not _calls_matching(fake, "Builder")
+def test_fake_int8_engine_from_a_qdq_graph_on_10x_and_11x(fp32_onnx, monkeypatch, tmp_path):
     q = make_tiny_onnx(tmp_path / "q.onnx", qdq=True)
-    art = build_engine(q, precision="int8", validate=False)
-    assert art.manifest["precision"]["path"] == "strong-typing" and art.manifest["source_onnx"]["qdq"] is True
+    for version in ("10.13.0.35", "11.1.0.5"):
+        fake = install_fake_tensorrt(monkeypatch, version)
+        with pytest.raises(InvalidInput, match="explicitly quantized"):
+            build_engine(fp32_onnx, precision="int8")
+        assert not _calls_matching(fake, "Builder")  # refused before TensorRT is touched
+        art = build_engine(q, precision="int8", validate=False, out_path=tmp_path / f"{version}.engine")
+        assert art.manifest["precision"]["path"] == "strong-typing" and art.manifest["source_onnx"]["qdq"] is True
+        assert "config.set_flag(INT8)" not in fake.calls and not any("calibrat" in c for c in fake.calls)
+        # an INT8 engine is checked against ONNX Runtime running the same Q/DQ graph, never against eager fp32
+        # (the fake engine computes something else, so that reference must disagree)
+        with pytest.raises(ValidationError, match=r"reference \(onnxruntime:CPUExecutionProvider\)"):
+            build_engine(q, precision="int8", reference_model=FakeModel(), out_path=tmp_path / "v.engine")
 
 
 def test_fake_engine_from_other_version_is_refused(fp32_onnx, monkeypatch):

@@ -13,10 +13,11 @@ fp16      fp32                        10.0-10.11 only: weakly typed network + ``
                                       route, recorded as ``weak-typing``); refused on 10.12+ (deprecated) and
                                       11.x (the flag is gone): export an fp16 ONNX instead
 bf16      bf16 / fp32                 as fp16, with ``BuilderFlag.BF16`` on the legacy route
-int8      Q/DQ ONNX                   strongly typed network, no flag: scales come from the graph (10.x, 11.x)
-int8      fp32 + calibration data     10.x only: weakly typed + ``BuilderFlag.INT8`` + ``IInt8EntropyCalibrator2``
-                                      fed with the user's real samples; refused on 11.x (implicit INT8 removed)
-int8      no Q/DQ, no data            refused: deploykit never calibrates on random data
+int8      Q/DQ ONNX (``export         strongly typed network, no flag: scales come from the graph (10.x, 11.x)
+          --int8 --calib-data D``)
+int8      no Q/DQ                     refused on every version: quantize first (real calibration data); the
+                                      calibrator route (``IInt8Calibrator``, ``BuilderFlag.INT8``) is gone in 11.x
+                                      and deploykit keeps one INT8 route for 10.x and 11.x
 ========  ==========================  ==========================================================================
 
 After every build the engine inspector (``ProfilingVerbosity.DETAILED``) must show layers in the precision that
@@ -68,7 +69,6 @@ _EXPORTS: dict[str, str] = {
     "inspect_onnx": "deploykit.export.tensorrt.onnx_info",
     "INSTALL_HINT": "deploykit.backends.tensorrt.runtime",
     "IOTensor": "deploykit.backends.tensorrt.executor",
-    "load_calibration_batches": "deploykit.export.tensorrt.calibration",
     "load_engine": "deploykit.backends.tensorrt.executor",
     "load_engine_manifest": "deploykit.backends.tensorrt.manifest",
     "MANIFEST_SCHEMA": "deploykit.backends.tensorrt.manifest",
@@ -81,7 +81,7 @@ _EXPORTS: dict[str, str] = {
     "PrecisionPlan": "deploykit.export.tensorrt.precision",
     "PRECISIONS": "deploykit.export.tensorrt.precision",
     "ProfileShape": "deploykit.backends.tensorrt.executor",
-    "refuse_int8_without_data": "deploykit.export.tensorrt.precision",
+    "refuse_int8_without_qdq": "deploykit.export.tensorrt.precision",
     "select_precision_plan": "deploykit.export.tensorrt.precision",
     "sha256_file": "deploykit.backends.tensorrt.manifest",
     "tensorrt_status": "deploykit.backends.tensorrt.runtime",

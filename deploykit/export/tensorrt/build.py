@@ -14,14 +14,13 @@ from deploykit.backends.tensorrt.executor import EngineExecutor, ProfileShape, _
 from deploykit.backends.tensorrt.manifest import ENGINE_SUFFIX, EngineArtifact
 from deploykit.backends.tensorrt.runtime import import_tensorrt
 from deploykit.errors import ExportError, InvalidInput
-from deploykit.export.tensorrt.calibration import _make_calibrator, load_calibration_batches
 from deploykit.export.tensorrt.engine_validation import validate_engine
 from deploykit.export.tensorrt.manifest import engine_manifest, write_engine
 from deploykit.export.tensorrt.onnx_info import OnnxInfo, inspect_onnx
 from deploykit.export.tensorrt.precision import (
     PrecisionPlan,
     check_precision,
-    refuse_int8_without_data,
+    refuse_int8_without_qdq,
     select_precision_plan,
     verify_engine_precision,
 )
@@ -59,18 +58,7 @@ class _BuildResult:
     plan: bytes
     build_time_s: float
     timing_cache: dict[str, Any]
-    calibration: dict[str, Any] | None
     warnings: list[str]
-
-
-@dataclass
-class _Calibration:
-    """INT8 calibration inputs for the 10.x implicit-quantization route (all ``None`` on every other route)."""
-
-    calibrator: Any = None
-    desc: dict[str, Any] | None = None
-    batches: list[Any] | None = None
-    batch: int | None = None
 
 
 def _parse_network(trt: Any, logger: Any, info: OnnxInfo, plan: PrecisionPlan, shapes: Mapping[str, ProfileShape]) -> tuple[Any, Any, list[str]]:
@@ -106,7 +94,6 @@ def _configure(
     workspace_bytes: int | None,
     opt_level: int | None,
     tf32: bool,
-    calib: _Calibration,
 ) -> Any:
     """The builder config: memory pool, optimization level, verbosity, TF32, precision flags, profiles."""
     config = builder.create_builder_config()
@@ -125,8 +112,8 @@ def _configure(
 
         clear_tensorrt_tf32(config, trt)
     for flag in plan.builder_flags:
-        # FP16 / BF16 / INT8: 10.x only (removed in 11.0 per "Removed Python APIs and Replacements"); the plan
-        # only names them on the 10.x legacy routes.
+        # FP16 / BF16: 10.x only (removed in 11.0 per "Removed Python APIs and Replacements"); the plan only
+        # names them on the 10.0-10.11 legacy routes. INT8 never: it comes from the graph's Q/DQ nodes.
         config.set_flag(getattr(trt.BuilderFlag, flag))
 
     # Optimization profile: builder.create_optimization_profile(); profile.set_shape(name, min, opt, max);
@@ -136,16 +123,6 @@ def _configure(
         s = shapes[name]
         profile.set_shape(name, s.min, s.opt, s.max)
     config.add_optimization_profile(profile)
-
-    if plan.calibrate:
-        # config.int8_calibrator + set_calibration_profile: 10.x only (deprecated 10.1, removed 11.0).
-        config.int8_calibrator = calib.calibrator
-        calib_profile = builder.create_optimization_profile()
-        for name in net_inputs:
-            s = shapes[name]
-            c = (int(calib.batch or s.opt[0]), *s.opt[1:])
-            calib_profile.set_shape(name, c, c, c)
-        config.set_calibration_profile(calib_profile)
     return config
 
 
@@ -159,7 +136,6 @@ def _build_serialized(
     opt_level: int | None,
     tf32: bool,
     cache_path: Path,
-    calib: _Calibration,
     device: Any,
 ) -> _BuildResult:
     """Logger -> Builder -> network -> ONNX parser -> builder config -> build_serialized_network, call by call."""
@@ -167,7 +143,7 @@ def _build_serialized(
     builder, network, net_inputs = _parse_network(trt, logger, info, plan, shapes)
     config = _configure(
         trt, builder, plan, shapes, net_inputs,
-        workspace_bytes=workspace_bytes, opt_level=opt_level, tf32=tf32, calib=calib,
+        workspace_bytes=workspace_bytes, opt_level=opt_level, tf32=tf32,
     )
     cache_record = attach_timing_cache(config, cache_path)
 
@@ -183,21 +159,15 @@ def _build_serialized(
     plan_bytes = bytes(serialized)  # IHostMemory implements the buffer protocol
     if not plan_bytes:
         raise ExportError(f"TensorRT returned an empty engine for {info.path.name}")
-    calibration = None
-    if plan.calibrate and calib.calibrator is not None:
-        calibration = {"batches_fed": int(getattr(calib.calibrator, "batches_fed", 0))}
     return _BuildResult(
         plan=plan_bytes,
         build_time_s=build_time_s,
         timing_cache=save_timing_cache(config, cache_path, cache_record),
-        calibration=calibration,
         warnings=[m for s, m in logger.messages if s == "WARNING"][-20:],
     )
 
 
-def _check_options(
-    precision: str, workspace_bytes: int | None, opt_level: int | None, calib_data: Any
-) -> Precision:
+def _check_options(precision: str, workspace_bytes: int | None, opt_level: int | None) -> Precision:
     """Everything about the options that can be refused before the ONNX file is read."""
     p = check_precision(precision)
     if workspace_bytes is not None and (isinstance(workspace_bytes, bool) or not isinstance(workspace_bytes, int)
@@ -205,25 +175,24 @@ def _check_options(
         raise InvalidInput(f"workspace_bytes must be a positive integer, got {workspace_bytes!r}")
     if opt_level is not None and (isinstance(opt_level, bool) or opt_level not in OPT_LEVELS):
         raise InvalidInput(f"opt_level must be an integer from 0 to 5, got {opt_level!r}")
-    if calib_data is not None and not Path(calib_data).exists():
-        raise InvalidInput(f"calibration data not found: {calib_data}")
     return p
 
 
-def _calibration(
-    trt: Any, plan: PrecisionPlan, info: OnnxInfo, shapes: Mapping[str, ProfileShape], calib_data: Any, device: Any
-) -> _Calibration:
-    """Real calibration batches and the calibrator for the 10.x implicit-INT8 route; empty otherwise."""
-    if not plan.calibrate:
-        return _Calibration()
-    assert calib_data is not None
-    if len(info.inputs) != 1:
-        raise InvalidInput("INT8 calibration data is supported for single-input models only")
-    spec = info.inputs[0]
-    s = shapes[spec.name]
-    batch = s.opt[0] if s.min[0] != s.max[0] else s.min[0]
-    batches, desc = load_calibration_batches(calib_data, sample_shape=s.opt[1:], batch_size=batch, dtype=spec.dtype)
-    return _Calibration(_make_calibrator(trt, batches, device), desc, batches, batch)
+def _qdq_source(info: OnnxInfo) -> dict[str, Any] | None:
+    """For a Q/DQ graph made by ``deploykit export --int8``: its calibration and measured accuracy (from its
+    manifest), so the engine's manifest says where its scales came from."""
+    if not info.has_qdq:
+        return None
+    import json
+
+    mpath = info.path.with_name(info.path.name + ".json")
+    try:
+        m = json.loads(mpath.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {"source": "Q/DQ ONNX without a deploykit manifest (calibration unknown)"}
+    q, v = m.get("quantization") or {}, m.get("validation") or {}
+    return {"source": m.get("file"), "sha256": m.get("sha256"), "method": q.get("method"), "samples": q.get("samples"),
+            "data": q.get("data"), "accuracy_drop_points": v.get("accuracy_drop_points"), "status": v.get("status")}
 
 
 def build_engine(
@@ -236,7 +205,6 @@ def build_engine(
     workspace_bytes: int | None = None,
     timing_cache: str | os.PathLike[str] | None = None,
     opt_level: int | None = None,
-    calib_data: str | os.PathLike[str] | None = None,
     validate: bool = True,
     out_path: str | os.PathLike[str] | None = None,
     reference_model: Any = None,
@@ -248,15 +216,19 @@ def build_engine(
     Args:
         onnx: an ``OnnxArtifact`` (``path``, ``manifest_path``, ``manifest``) or a path to a ``.onnx`` file.
         precision: ``"fp32"``, ``"fp16"``, ``"bf16"`` or ``"int8"`` (see the module docstring for how each is
-            built on 10.x and 11.x).
+            built on 10.x and 11.x). ``"int8"`` needs a Q/DQ ONNX (``deploykit export --int8 --calib-data D``):
+            TensorRT 11 removed implicit INT8 (calibrators, ``BuilderFlag.INT8``), so deploykit builds INT8 from
+            the explicitly quantized graph on 10.x and 11.x alike.
         min_batch, opt_batch, max_batch: optimization profile for a dynamic-batch ONNX (defaults 1 / 8 / 32).
         workspace_bytes: ``MemoryPoolType.WORKSPACE`` limit (TensorRT's default: the device memory).
         timing_cache: timing-cache file, reused and updated; default a file keyed by GPU, CUDA and TensorRT
             version under ``~/.cache/deploykit/tensorrt/`` (``$DEPLOYKIT_CACHE_DIR`` overrides).
         opt_level: builder optimization level 0-5 (TensorRT's default 3).
-        calib_data: ``.npy`` file or folder of real inputs for INT8 calibration (10.x only).
         validate: compare the engine's outputs with ``reference_model`` (eager PyTorch) or, without one, with
-            ONNX Runtime on the source ONNX; a failure raises :class:`ValidationError` and writes nothing.
+            ONNX Runtime on the source ONNX; a failure raises :class:`ValidationError` and writes nothing. An INT8
+            engine is always compared with ONNX Runtime running the same Q/DQ graph (same scales): that checks
+            TensorRT's execution of the graph; the accuracy cost of the quantization against fp32 was measured on
+            real held-out data when the graph was made (its manifest).
         out_path: engine path; default next to the ONNX, ``<onnx stem>[-<precision>].engine``.
         reference_model: the ``nn.Module`` that was exported (for eager validation).
         tf32: allow TF32 in fp32 layers (off: an "fp32" engine computes in fp32).
@@ -271,20 +243,18 @@ def build_engine(
     'strong-typing'
     """
     # 1. Everything that needs no TensorRT: arguments, the ONNX graph, the profile, INT8 refusal.
-    p = _check_options(precision, workspace_bytes, opt_level, calib_data)
+    p = _check_options(precision, workspace_bytes, opt_level)
     info = inspect_onnx(onnx)
     shapes = derive_profile_shapes(info.inputs, min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch)
-    refuse_int8_without_data(p, has_qdq=info.has_qdq, calibration_data=calib_data is not None)
+    refuse_int8_without_qdq(p, has_qdq=info.has_qdq)
     engine_path = Path(out_path) if out_path is not None else _default_engine_path(info, p)
     if engine_path.suffix == ".json":
         raise InvalidInput(f"out_path {engine_path} looks like a manifest; give the engine file name")
 
-    # 2. TensorRT, its version, the precision plan, the GPU, the timing cache and calibration data.
+    # 2. TensorRT, its version, the precision plan, the GPU, the timing cache.
     trt = import_tensorrt()
     trt_version = str(trt.__version__)
-    plan = select_precision_plan(
-        p, trt_version, onnx_precision=info.precision, has_qdq=info.has_qdq, calibration_data=calib_data is not None
-    )
+    plan = select_precision_plan(p, trt_version, onnx_precision=info.precision, has_qdq=info.has_qdq)
     gpu = _rt.current_gpu(device)
     import torch
 
@@ -293,15 +263,12 @@ def build_engine(
         gpu_name=gpu.name, compute_capability=gpu.compute_capability, cuda_version=gpu.cuda, tensorrt_version=trt_version
     )
     cache_path = Path(timing_cache) if timing_cache is not None else default_timing_cache_path(key)
-    calib = _calibration(trt, plan, info, shapes, calib_data, dev)
 
     # 3. Build.
     built = _build_serialized(
         trt, info, plan, shapes, workspace_bytes=workspace_bytes, opt_level=opt_level, tf32=tf32,
-        cache_path=cache_path, calib=calib, device=dev,
+        cache_path=cache_path, device=dev,
     )
-    if calib.desc is not None and built.calibration is not None:
-        calib.desc.update(built.calibration)
 
     # 4. Inspect: the engine must compute in the precision asked for (the silent-fp32 check).
     executor = EngineExecutor(trt, built.plan, dev, name=engine_path.name)
@@ -310,7 +277,7 @@ def build_engine(
 
     # 5. Validate against the reference.
     validation: dict[str, Any] = (
-        validate_engine(executor, info, p, reference_model=reference_model, calibration=calib.batches, tf32=tf32)
+        validate_engine(executor, info, p, reference_model=None if p == "int8" else reference_model, tf32=tf32)
         if validate
         else {"skipped": "validate=False"}
     )
@@ -327,6 +294,6 @@ def build_engine(
         engine_path=engine_path, plan_bytes=built.plan, info=info, plan=plan, gpu=gpu, shapes=shapes,
         executor=executor, layer_info=layer_info, validation=validation, tf32=tf32,
         build={"build_time_s": built.build_time_s, "tensorrt_version": trt_version, "builder": builder},
-        precision={"observed": observed, "calibration": calib.desc},
+        precision={"observed": observed, "quantization": _qdq_source(info)},
     )
     return write_engine(engine_path, built.plan, manifest)

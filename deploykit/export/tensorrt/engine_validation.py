@@ -96,7 +96,7 @@ def validate_engine(
 ) -> dict[str, Any]:
     """Run the engine and the reference on the same inputs (each profile batch, fixed seed) and compare.
 
-    Inputs are standard-normal (real calibration samples for a calibrated INT8 engine). Returns the record for
+    Inputs are standard-normal (or samples of ``calibration``, real inputs, when given). Returns the record for
     the manifest; raises :class:`ValidationError` with the numbers when a batch is outside the tolerance.
     """
     import torch

@@ -25,8 +25,8 @@ WEAK_TYPING_DEPRECATED = (10, 12)
 class PrecisionPlan:
     """How one precision is built on one TensorRT version (see the table in the module docstring).
 
-    ``path`` is ``"strong-typing"``, ``"weak-typing"`` (a precision builder flag on a weakly typed network,
-    10.0-10.11) or ``"int8-calibration"`` (10.x implicit quantization with a calibrator). ``builder_flags`` are
+    ``path`` is ``"strong-typing"`` or ``"weak-typing"`` (a precision builder flag on a weakly typed network,
+    10.0-10.11). INT8 is always strongly typed from a Q/DQ graph (no calibrator route). ``builder_flags`` are
     ``trt.BuilderFlag`` member names to set. ``expect`` is the dtype that must show up in the built engine.
     """
 
@@ -34,7 +34,6 @@ class PrecisionPlan:
     path: str
     strongly_typed: bool
     builder_flags: tuple[str, ...]
-    calibrate: bool
     expect: str | None
     tensorrt_version: tuple[int, int, int]
     note: str
@@ -45,7 +44,6 @@ class PrecisionPlan:
             "path": self.path,
             "strongly_typed": self.strongly_typed,
             "builder_flags": list(self.builder_flags),
-            "calibrated": self.calibrate,
             "expect": self.expect,
             "note": self.note,
         }
@@ -61,12 +59,12 @@ def check_precision(precision: str | Precision) -> Precision:
     return Precision.parse(precision, allowed=PRECISIONS)
 
 
-def refuse_int8_without_data(precision: str, *, has_qdq: bool, calibration_data: bool) -> None:
-    """INT8 needs real calibration data or a Q/DQ ONNX; raise :class:`InvalidInput` otherwise (any version)."""
-    if precision == "int8" and not has_qdq and not calibration_data:
+def refuse_int8_without_qdq(precision: str, *, has_qdq: bool) -> None:
+    """An INT8 engine is built from a Q/DQ ONNX only; raise :class:`InvalidInput` otherwise (any version)."""
+    if precision == "int8" and not has_qdq:
         raise InvalidInput(
-            "INT8 needs real calibration data (--calib-data FILE.npy or a folder of .npy inputs) or an explicitly "
-            "quantized (Q/DQ) ONNX; deploykit never calibrates on random data"
+            "an INT8 engine is built from an explicitly quantized (Q/DQ) ONNX: make one with `deploykit export MODEL "
+            "--int8 --calib-data D` (real calibration data; deploykit never calibrates on random data)"
         )
 
 def select_precision_plan(
@@ -75,7 +73,6 @@ def select_precision_plan(
     *,
     onnx_precision: str,
     has_qdq: bool,
-    calibration_data: bool = False,
 ) -> PrecisionPlan:
     """Decide how ``precision`` is built from this ONNX on this TensorRT version. Pure: no TensorRT needed.
 
@@ -90,8 +87,8 @@ def select_precision_plan(
     major = v[0]
     legacy_weak = major == 10 and v[:2] < WEAK_TYPING_DEPRECATED
 
-    def plan(path: str, strong: bool, flags: tuple[str, ...], expect: str | None, note: str, calib: bool = False) -> PrecisionPlan:
-        return PrecisionPlan(p, path, strong, flags, calib, expect, v, note)
+    def plan(path: str, strong: bool, flags: tuple[str, ...], expect: str | None, note: str) -> PrecisionPlan:
+        return PrecisionPlan(p, path, strong, flags, expect, v, note)
 
     if has_qdq and p != "int8":
         raise InvalidInput(f"the ONNX is explicitly quantized (Q/DQ nodes); build it with precision 'int8', not {p!r}")
@@ -130,25 +127,11 @@ def select_precision_plan(
         )
         raise InvalidInput(f"the ONNX graph is fp32 and {why}: {remedy}")
     # int8
-    refuse_int8_without_data(p, has_qdq=has_qdq, calibration_data=calibration_data)
-    if has_qdq:
-        if calibration_data:
-            raise InvalidInput("the ONNX already carries Q/DQ scales; --calib-data is not used for it, leave it out")
-        return plan("strong-typing", True, (), "int8", "Q/DQ graph, strongly typed: scales come from the ONNX")
-    if major >= 11:
-        raise InvalidInput(
-            f"TensorRT {vs} removed implicit INT8 calibration (IInt8Calibrator, BuilderFlag.INT8): quantize the ONNX "
-            "with Q/DQ nodes using your calibration data (e.g. NVIDIA ModelOpt: python -m modelopt.onnx.quantization) "
-            "and build int8 from that file"
-        )
-    return plan(
-        "int8-calibration",
-        False,
-        ("INT8",),
-        "int8",
-        f"weakly typed + BuilderFlag.INT8 + IInt8EntropyCalibrator2 on real data (TensorRT {vs}; deprecated since 10.1)",
-        calib=True,
-    )
+    # Explicit quantization only: TensorRT 11 removed implicit INT8 (IInt8Calibrator, BuilderFlag.INT8; 10.x->11.x
+    # migration guide), and on 10.x a strongly typed network takes a Q/DQ graph as it is (the Q/DQ nodes set the
+    # int8 regions; "Explicit Quantization" in the 10.x developer guide). One route for both.
+    refuse_int8_without_qdq(p, has_qdq=has_qdq)
+    return plan("strong-typing", True, (), "int8", f"Q/DQ graph, strongly typed (TensorRT {vs}): scales come from the ONNX")
 
 def verify_engine_precision(plan: PrecisionPlan, parsed: Mapping[str, Any]) -> dict[str, Any]:
     """Check that the built engine really computes in the precision asked for (the silent-fp32 check).
