@@ -53,6 +53,7 @@ __all__ = [
     "clean_stale_temporaries",
     "commit_pair",
     "folder_lock",
+    "inside",
     "is_stream_target",
     "make_temporary",
     "sha256_file",
@@ -476,6 +477,16 @@ def commit_pair(
             with contextlib.suppress(ArtifactError):
                 atomic_write_json(manifest_path, manifest)
         _pair_step("done")
+
+
+def inside(base: str | os.PathLike[str], location: str) -> Path | None:
+    """``base / location`` resolved, when it stays inside ``base`` (an ONNX external-data location, say);
+    ``None`` for an absolute location or one that climbs out with ``..`` or through a symlink."""
+    if not location or os.path.isabs(location):
+        return None
+    root = Path(os.path.realpath(base))
+    target = Path(os.path.realpath(root / location))
+    return target if root in target.parents else None
 
 
 def copy_file(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> Path:

@@ -52,6 +52,8 @@ class CellContext:
     threads: int | None = None
     calibration: tuple[Any, Any] | None = None  # (train split, test split) for int8 cells
     trained: bool = False
+    #: what a factory wants the cell to record (a cache it could not write), in the cell's ``info["notes"]``
+    notes: list[str] = field(default_factory=list)
 
     @property
     def input_ndim(self) -> int:
@@ -150,13 +152,15 @@ def cached_onnx(ctx: CellContext, precision: str) -> tuple[Any, bool]:
     from deploykit.export import export_module, load_onnx_artifact
 
     label, key = _artifact_key(ctx, precision)
-    folder = ctx.cache.artifact_dir("onnx", label, key)
+    folder, note = ctx.cache.writable_dir("onnx", label, key)
     rec = BenchCache.lookup(folder)
     if rec is not None:
         try:
             return load_onnx_artifact(rec["path"]), True
         except ArtifactError:
             pass  # modified or half-written: export again
+    if note:
+        ctx.notes.append(note)
     art = export_module(
         ctx.module,
         ctx.spec,
@@ -169,7 +173,9 @@ def cached_onnx(ctx: CellContext, precision: str) -> tuple[Any, bool]:
         model_info={"overrides": ctx.overrides, "weight_seed": None if ctx.spec.weights else ctx.seed,
                     "exported_by": "deploykit bench"},
     )
-    BenchCache.record(folder, {"path": str(art.path), "manifest_path": str(art.manifest_path), "key": key})
+    not_cached = BenchCache.record(folder, {"path": str(art.path), "manifest_path": str(art.manifest_path), "key": key})
+    if not_cached:
+        ctx.notes.append(not_cached)
     return art, False
 
 
@@ -264,7 +270,9 @@ def trt_factory(ctx: CellContext) -> Prepared:
     label, key = _artifact_key(ctx, ctx.precision)
     key = {**key, "gpu": gpu.name, "cc": gpu.compute_capability, "cuda": gpu.cuda, "tensorrt": trt_version,
            "onnx_sha256": onnx_art.manifest["sha256"]}
-    folder = ctx.cache.artifact_dir("trt", label, key)
+    folder, note = ctx.cache.writable_dir("trt", label, key)
+    if note:
+        ctx.notes.append(note)
     rec = BenchCache.lookup(folder)
     hit = rec is not None
     if rec is None:

@@ -151,6 +151,18 @@ def _make_input(shape: tuple[int, ...], seed: int) -> torch.Tensor:
     return torch.randn(shape, generator=gen, dtype=torch.float32)
 
 
+def _probe(module: torch.nn.Module, shape: tuple[int, ...], model_name: str) -> None:
+    """One CPU forward pass on a batch of 1 before any cell: a model that raises (:class:`ShapeError` naming the
+    layer), needs other inputs or returns no tensor is one :class:`InvalidInput` line, not a traceback."""
+    from deploykit.models import run_with_layer_context
+
+    out = run_with_layer_context(module, _make_input(shape, 0), model_name)
+    try:
+        first_tensor(out)
+    except TypeError as exc:
+        raise InvalidInput(f"{model_name[:100]}: {exc}; the bench needs a model whose forward returns a tensor") from None
+
+
 def _reference(module: torch.nn.Module, x: torch.Tensor, device: torch.device) -> torch.Tensor:
     """Eager fp32 output in true fp32 (TF32 off), on ``device`` (on the CPU if the device runs out of memory)."""
 
@@ -371,6 +383,8 @@ def run_cell(
             torch.cuda.synchronize(device)
             peak, setup_peak, method = probe.result()
         info = {**prepared.info, **runner.info}
+        if ctx.notes:
+            info["notes"] = list(ctx.notes)
         if "mismatch" in acc:
             info["mismatch"] = acc["mismatch"]
         return CellResult(
@@ -480,6 +494,7 @@ def run_bench(
                 from deploykit.export.int8 import calibration_splits
 
                 splits = calibration_splits(spec.calib_data, mspec)
+            _probe(module, specs[model_name].batch_shape(1), model_name)
             for batch in spec.batches:
                 x32 = (_make_input(specs[model_name].batch_shape(batch), spec.seed + batch) if splits is None
                        else _real_input(splits[1].x, batch))

@@ -25,7 +25,11 @@ err_console = Console(stderr=True, soft_wrap=True)
 
 
 def fail(message: str, code: int = 1) -> None:
-    """Print one red line to stderr and exit with ``code``."""
+    """Print one red line to stderr and exit with ``code`` (a message over 1000 characters is cut: it echoes
+    some huge input)."""
+    message = " ".join(message.split("\n")) if "\n" in message else message
+    if len(message) > 1000:
+        message = message[:997] + "..."
     err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
@@ -121,7 +125,13 @@ def json_text(doc: dict[str, Any]) -> str:
 
 
 def split_list(text: str | None) -> list[str]:
-    """``"a,b, c"`` -> ``["a", "b", "c"]``."""
+    """``"a,b, c"`` -> ``["a", "b", "c"]``; an empty item (``"1,,64"``, ``"a,"``) is :class:`InvalidInput`."""
     if not text:
         return []
-    return [t.strip() for t in text.split(",") if t.strip()]
+    items = [t.strip() for t in text.split(",")]
+    if any(not t for t in items):
+        from deploykit.errors import InvalidInput
+
+        shown = text if len(text) <= 80 else text[:77] + "..."
+        raise InvalidInput(f"{shown!r} has an empty item: give a comma-separated list like a,b,c")
+    return items

@@ -67,6 +67,10 @@ def compare(
 
     if format not in FORMATS:
         raise InvalidInput(f"unknown format {format!r}; choose from {', '.join(FORMATS)}")
+    if len(models) < 2:
+        raise InvalidInput(f"compare takes two or more models, got {len(models)} (use `deploykit profile` for one)")
+    if batch_size < 1:
+        raise InvalidInput(f"--batch-size must be a positive integer, got {batch_size}")
     given = parse_weights(weights or [], models)
     options = CompareOptions(batch_size=batch_size, dtype=dtype, gpu=gpu,
                              optimizer=None if optimizer == "none" else optimizer,

@@ -310,6 +310,10 @@ class _Request:
         from deploykit._io import check_output_dir
 
         check_output_dir(self.out)  # a file in the way, /proc, a name too long: before minutes of exporting
+        if self.device is not None:
+            from deploykit.export.onnx import _resolve_device
+
+            _resolve_device(self.device)  # a bad device or a missing GPU (exit 3) before the export starts
         if self.workspace_gb is not None and not self.workspace_gb > 0:
             raise InvalidInput(f"--workspace-gb must be positive, got {self.workspace_gb}")
         self.explicit = self.format is not None

@@ -128,6 +128,14 @@ def _options(model: str, batch_size: str | None, input_shape: str | None, image_
         raise InvalidInput(f"unknown format {format!r}; choose from {', '.join(FORMATS)}")
     if (peak_tflops is None) != (bandwidth_gbs is None):
         raise InvalidInput("give both --peak-tflops and --bandwidth-gbs for a custom device")
+    if depth is not None and depth < 0:
+        raise InvalidInput(f"--depth must be 0 or more, got {depth}")
+    if top < 1:
+        raise InvalidInput(f"--top must be at least 1, got {top}")
+    if iterations < 1:
+        raise InvalidInput(f"--iterations must be at least 1, got {iterations}")
+    # `is not None`, not truthiness: 0 (or nan) is refused by custom_device, never silently the preset
+    custom = peak_tflops is not None and bandwidth_gbs is not None
     opts = ProfileOptions(
         model=model,
         batch_sizes=parse_batch_sizes(batch_size or "1"),
@@ -135,7 +143,7 @@ def _options(model: str, batch_size: str | None, input_shape: str | None, image_
         overrides=ModelOverrides(input_shape=input_shape, image_size=image_size, num_classes=num_classes,
                                  in_channels=in_channels),
         dtype=Precision.parse(dtype, what="dtype") if dtype is not None else None,
-        device=custom_device(peak_tflops, bandwidth_gbs) if peak_tflops and bandwidth_gbs else get_device(gpu),
+        device=custom_device(peak_tflops, bandwidth_gbs) if custom else get_device(gpu),  # type: ignore[arg-type]
         depth=depth, top=top, trace_device=trace_device, inputs=input_spec(input_dtype, input_range),
         convention=convention, measure=measure, iterations=iterations, engine=engine, memory=memory,
         optimizer=None if optimizer == "none" else optimizer, memory_target=memory_target, weights=weights,

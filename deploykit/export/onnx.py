@@ -47,7 +47,14 @@ from torch import nn
 from deploykit._io import check_output_dir, check_pair, commit_pair, folder_lock, make_temporary
 from deploykit._io import sha256_file as sha256_file
 from deploykit.backends.ort import cuda_provider_available, fp16_coverage
-from deploykit.errors import ArtifactError, ExportError, InvalidInput, ValidationError, first_line
+from deploykit.errors import (
+    ArtifactError,
+    BackendUnavailable,
+    ExportError,
+    InvalidInput,
+    ValidationError,
+    first_line,
+)
 from deploykit.export.validate import (
     TOLERANCES,
     Tolerance,
@@ -184,6 +191,10 @@ def _resolve_device(device: str | torch.device | None) -> tuple[torch.device, li
         raise InvalidInput(f"bad device {device!r}; use cpu, cuda or cuda:N") from None
     if dev.type not in ("cpu", "cuda"):
         raise InvalidInput(f"validation runs on cpu or cuda, not {dev}")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise BackendUnavailable(f"--device {device} asked for, but torch sees no CUDA GPU on this machine")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise BackendUnavailable(f"--device {device} asked for, but torch sees {torch.cuda.device_count()} CUDA GPU(s)")
     return dev, notes
 
 

@@ -100,6 +100,9 @@ def list_models(pattern: str = "*") -> list[str]:
 
 
 def _suggest(name: str) -> str:
+    if len(name) > 100:  # no registered name is this long; echoing it whole would bury the message
+        return (f"unknown model {name[:60]!r}... ({len(name)} characters); "
+                f"(`deploykit list` shows all {len(_REGISTRY)} models)")
     close = difflib.get_close_matches(name, list(_REGISTRY), n=3, cutoff=0.5)
     if not close:
         close = [n for n in sorted(_REGISTRY) if name.lower() in n][:3]

@@ -469,6 +469,20 @@ def profile_module(
     )
 
 
+def _require_cuda(device: str) -> None:
+    """:class:`BackendUnavailable` (exit 3) when ``device`` names a CUDA device this machine does not have."""
+    from deploykit.errors import BackendUnavailable
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise InvalidInput(f"bad device {device!r}; use meta, cpu, cuda or cuda:N") from None
+    if not torch.cuda.is_available():
+        raise BackendUnavailable(f"device {device!r} asked for, but torch sees no CUDA GPU on this machine")
+    if dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise BackendUnavailable(f"device {device!r} asked for, but torch sees {torch.cuda.device_count()} CUDA GPU(s)")
+
+
 def profile_model(
     model: str | nn.Module,
     *,
@@ -522,6 +536,8 @@ def profile_model(
         raise InvalidInput("batch size must be positive")
     if device not in ("meta", "cpu") and not str(device).startswith("cuda"):
         raise InvalidInput(f"unknown trace device {device!r}; choose meta or cpu")
+    if str(device).startswith("cuda"):
+        _require_cuda(str(device))
     inputs = inputs or InputSpec()
     if isinstance(model, nn.Module):
         if input_shape is None:

@@ -8,6 +8,7 @@ halved). ``None`` means the device has no such unit for that precision.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -180,8 +181,12 @@ def get_device(key: str) -> DevicePreset:
 
 def custom_device(peak_tflops: float, bandwidth_gbs: float, vector_tflops: float | None = None) -> DevicePreset:
     """A device from the user's own ceilings: one matrix peak for every precision, one bandwidth."""
-    if peak_tflops <= 0 or bandwidth_gbs <= 0:
-        raise InvalidInput("--peak-tflops and --bandwidth-gbs must be positive")
+    if not (math.isfinite(peak_tflops) and math.isfinite(bandwidth_gbs) and peak_tflops > 0 and bandwidth_gbs > 0):
+        raise InvalidInput(
+            f"--peak-tflops and --bandwidth-gbs must be positive finite numbers, got {peak_tflops:g} and {bandwidth_gbs:g}"
+        )
+    if vector_tflops is not None and not (math.isfinite(vector_tflops) and vector_tflops > 0):
+        raise InvalidInput(f"the vector peak must be a positive finite number, got {vector_tflops:g}")
     vec = vector_tflops if vector_tflops is not None else peak_tflops
     return DevicePreset(
         key="custom",

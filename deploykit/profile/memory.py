@@ -715,8 +715,15 @@ def inference_memory(
 
 
 def make_optimizer(name: str, params: Any, *, foreach: bool | None = None) -> torch.optim.Optimizer:
-    """The optimizer of :data:`OPTIMIZERS` called ``name`` over ``params``."""
+    """The optimizer of :data:`OPTIMIZERS` called ``name`` over ``params`` (:class:`InvalidInput` when there are
+    none: a model without parameters has no training step)."""
     check_optimizer(name)
+    params = list(params)
+    if not params:
+        raise InvalidInput(
+            "the model has no parameters: there is no training step to model (use --optimizer none for inference "
+            "memory only)"
+        )
     if name == "sgd":
         return torch.optim.SGD(params, lr=0.01, foreach=foreach)
     if name == "sgd-momentum":

@@ -108,6 +108,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from deploykit._io import inside
 from deploykit.errors import ArtifactError, InvalidInput, first_line
 from deploykit.precision import Precision
 from deploykit.profile.formulas import (
@@ -526,8 +527,13 @@ def _external_files(model: onnx.ModelProto, base: Path) -> list[str]:
             continue
         info = {e.key: e.value for e in t.external_data}
         loc = info.get("location", "")
-        target = (base / loc).resolve()
-        if not loc or not target.is_file():
+        target = inside(base, loc) if loc else None
+        if loc and target is None:  # checked before anything is read: no size of /etc/passwd in a message
+            raise ArtifactError(
+                f"external data location {loc[:100]!r} of tensor {t.name[:100]!r} points outside the model's folder "
+                f"{base}; refused"
+            )
+        if target is None or not target.is_file():
             raise ArtifactError(
                 f"external data of tensor {t.name!r} is missing: {base / loc if loc else '(no location)'} "
                 "(keep the .onnx file next to its data file)"

@@ -83,6 +83,8 @@ def cell_flags(cell: CellResult) -> list[str]:
         out.append(f"int8 top-1 {100 * cell.info['int8_top1']:.1f}% vs fp32 {100 * cell.info['fp32_top1']:.1f}% "
                    f"({drop:+.2f} pts drop), agreement {100 * agree:.1f}% on {ev.get('samples')} {ev.get('data')} "
                    f"{ev.get('split')}; vs eager = vs eager fp32")
+    if any("not writable" in n or "not cached" in n for n in cell.info.get("notes", ())):
+        out.append("cache not writable: not cached")
     return out
 
 

@@ -136,7 +136,13 @@ def inspect_onnx(onnx_like: Any) -> OnnxInfo:
             elements[dtype] = elements.get(dtype, 0) + math.prod(t.dims)
         for entry in t.external_data:
             if entry.key == "location" and entry.value not in external:
-                ext = path.parent / entry.value
+                from deploykit._io import inside
+
+                ext = inside(path.parent, entry.value)  # type: ignore[assignment]
+                if ext is None:
+                    raise ArtifactError(
+                        f"ONNX file {path} refers to external weights {entry.value[:100]!r} outside its folder; refused"
+                    )
                 if not ext.is_file():
                     raise ArtifactError(f"ONNX file {path} refers to external weights {ext}, which is missing")
                 external[entry.value] = sha256_file(ext)
