@@ -15,7 +15,7 @@ from typing import Any
 
 from deploykit.backends.registry import backend_names
 from deploykit.bench.timing import TimingOptions
-from deploykit.errors import InvalidInput
+from deploykit.errors import InvalidInput, first_line
 from deploykit.precision import TORCH_PRECISIONS, Precision
 
 #: The built-in backend names (:mod:`deploykit.backends.registry`, read again wherever a spec is checked, so a
@@ -183,13 +183,16 @@ class BenchSpec:
                 raise InvalidInput(
                     f"unknown timing option(s) {', '.join(bad)}; allowed: {', '.join(sorted(allowed))}"
                 )
-            kw["timing"] = TimingOptions(**t)
+            try:
+                kw["timing"] = TimingOptions(**t)
+            except (TypeError, ValueError) as exc:
+                raise InvalidInput(f"bad suite timing: {first_line(exc)}") from None
         if "models" not in kw:
             raise InvalidInput("a suite must list its models")
         try:
             return cls(**kw)
-        except TypeError as exc:
-            raise InvalidInput(f"bad suite: {exc}") from None
+        except (TypeError, ValueError) as exc:
+            raise InvalidInput(f"bad suite: {first_line(exc)}") from None
 
     def with_overrides(self, **changes: Any) -> BenchSpec:
         """A copy with the given fields replaced (``None`` values are ignored)."""
@@ -234,6 +237,10 @@ def load_suite(path: str | Path) -> BenchSpec:
         raise InvalidInput(f"cannot read suite {p}: {exc.strerror or exc}") from None
     except json.JSONDecodeError as exc:
         raise InvalidInput(f"suite {p} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(f"suite {p} is not UTF-8 text (byte {exc.start})") from None
+    except RecursionError:
+        raise InvalidInput(f"suite {p} is not a suite (JSON nested too deeply)") from None
     if not isinstance(data, dict):
         raise InvalidInput(f"suite {p} must be a JSON object")
     data.setdefault("name", p.stem)
