@@ -26,11 +26,12 @@ The rule (BENCHMARKING.md):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 from deploykit.bench.results import COMPARABLE_REGIME_KEYS, BenchResult, CellResult, fp32_math_policy
-from deploykit.bench.timing import UNUSABLE
+from deploykit.bench.timing import UNUSABLE, TimingStats
 from deploykit.errors import ArtifactError, InvalidInput
 
 #: Default tolerance: 10% slower than the baseline before anything is called a regression.
@@ -221,6 +222,8 @@ def compare_cell(current: CellResult, baseline: CellResult, tolerance: float) ->
     notes = []
     if n_cur > UNUSABLE or n_base > UNUSABLE:
         notes.append("unreliable: noise > 25%")
+    if baseline.info.get("baseline_runs", 1) > 1:
+        notes.append(f"baseline: {baseline.info['baseline_runs']} runs pooled")
     if current.correct is False and baseline.correct is not False:
         status = "wrong"
         notes.append(f"output now wrong (rel err {current.max_rel_error} > {current.tolerance})")
@@ -241,10 +244,55 @@ def _usable(repeats: tuple[tuple[float, ...], ...]) -> bool:
     return all(math.isfinite(v) and v > 0 for r in repeats for v in r)
 
 
+def pool_baselines(baselines: Sequence[BenchResult]) -> BenchResult:
+    """One baseline made of several runs of the same code (separate processes): per cell, the repeats of every
+    run that measured it are pooled, so its median is the median over all their repeat medians and its noise
+    (IQR/median across those repeats) includes the drift *between* processes -- other load, clocks, memory
+    placement -- that one run's repeats cannot see. The runs must be comparable (:func:`check_comparable`).
+
+    A cell is correct in the pooled baseline only if it was correct in every run that measured it;
+    ``info["baseline_runs"]`` says how many runs it pools.
+    """
+    if not baselines:
+        raise InvalidInput("no baseline given")
+    first = baselines[0]
+    if len(baselines) == 1:
+        return first
+    for other in baselines[1:]:
+        check_comparable(other, first)
+    keys: list[tuple[str, str, str, int]] = []
+    for r in baselines:
+        keys += [c.key for c in r.cells if c.key not in keys]
+    cells = []
+    for key in keys:
+        found = [c for r in baselines if (c := r.cell(*key)) is not None]
+        ok = [c for c in found if c.ok and c.timing is not None]
+        if not ok:
+            cells.append(found[-1])
+            continue
+        repeats = [rep for c in ok for rep in c.timing.repeats_ms]  # type: ignore[union-attr]
+        correct = None if all(c.correct is None for c in ok) else all(c.correct is not False for c in ok)
+        cells.append(
+            replace(
+                ok[-1],
+                timing=TimingStats.from_repeats(repeats),
+                correct=correct,
+                info={**ok[-1].info, "baseline_runs": len(ok)},
+            )
+        )
+    return replace(first, cells=tuple(cells), spec={"pooled_from": len(baselines)})
+
+
 def compare_results(
-    current: BenchResult, baseline: BenchResult, *, tolerance: float = DEFAULT_TOLERANCE
+    current: BenchResult,
+    baseline: BenchResult | Sequence[BenchResult],
+    *,
+    tolerance: float = DEFAULT_TOLERANCE,
 ) -> CheckReport:
     """Compare ``current`` with ``baseline`` cell by cell (see the module docstring for the rule).
+
+    ``baseline`` may be several runs of the same code: they are pooled (:func:`pool_baselines`), which puts the
+    drift between processes into the baseline's noise and so into the threshold.
 
     Raises :class:`~deploykit.errors.ArtifactError` when the files are not comparable (device, driver, regime).
 
@@ -253,14 +301,16 @@ def compare_results(
     """
     if not 0.0 <= tolerance < 1.0:
         raise InvalidInput("tolerance must be between 0 and 1 (0.10 = 10%)")
-    warnings = check_comparable(current, baseline)
-    for name, result in (("current", current), ("baseline", baseline)):
+    runs = [baseline] if isinstance(baseline, BenchResult) else list(baseline)
+    for name, result in [("current", current)] + [("baseline", r) for r in runs]:
         bad = [c for c in result.cells if c.timing is not None and not _usable(c.timing.repeats_ms)]
         if bad:
             raise ArtifactError(
                 f"{name} has unusable timings (non-finite, zero or negative samples) in {len(bad)} cell(s): "
                 + ", ".join(f"{c.model}/{c.backend}/{c.precision}/b{c.batch}" for c in bad[:5])
             )
+    baseline = pool_baselines(runs)
+    warnings = check_comparable(current, baseline)
     cur = {c.key: c for c in current.cells}
     base = {c.key: c for c in baseline.cells}
     if not set(cur) & set(base):

@@ -40,7 +40,14 @@ def register(app: typer.Typer) -> None:
 @handle_errors
 def check(
     current: Annotated[Path, typer.Argument(help="Results JSON of the run to check.")],
-    baseline: Annotated[Path, typer.Option("--baseline", help="Baseline results JSON (same device).")],
+    baseline: Annotated[
+        list[Path],
+        typer.Option(
+            "--baseline",
+            help="Baseline results JSON (same device). Give it several times for a baseline made of several "
+            "runs of the same code: their repeats are pooled, so the noise includes the drift between runs.",
+        ),
+    ],
     tolerance: Annotated[
         str, typer.Option(help="Allowed slowdown before noise: 10% (default), 0.1 or 10.")
     ] = "10%",
@@ -77,7 +84,7 @@ def check(
 
     tol = parse_tolerance(tolerance)
     cur = load_results(current)
-    base = load_results(baseline)
+    base = [load_results(b) for b in baseline]
     report = compare_results(cur, base, tolerance=tol)
     for w in report.warnings:
         err_console.print(f"[yellow]note:[/] version change {w}", highlight=False, soft_wrap=True)
@@ -90,7 +97,7 @@ def check(
     if github:
         _github(report, Path(summary_file) if summary_file else None)
     if json_out is not None:
-        atomic_write_json(json_out, with_version({**report.to_dict(), "settings": {"current": str(current), "baseline": str(baseline), "tolerance": tol}}))
+        atomic_write_json(json_out, with_version({**report.to_dict(), "settings": {"current": str(current), "baseline": str(baseline[0]) if len(baseline) == 1 else [str(b) for b in baseline], "tolerance": tol}}))
     line = check_summary(report)
     if report.failed:
         err_console.print(f"[bold red]{line}[/]", highlight=False, soft_wrap=True)

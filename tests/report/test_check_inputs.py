@@ -146,3 +146,53 @@ def test_piped_check_report_is_not_cut_to_80_columns(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     assert long_model in res.output  # whole, not wrapped or cut with an ellipsis
     assert max(len(line) for line in res.output.splitlines()) > 80
+
+
+# ------------------------------------------------------------------------ a baseline made of several runs
+def _run(medians: list[float], correct: bool = True) -> BenchResult:
+    """One process's result: one cell, five repeats with these medians."""
+    cells = (CellResult("resnet18", "eager", "fp32", 1, timing=TimingStats.from_repeats([[m] for m in medians]),
+                        correct=correct),)
+    return BenchResult(cells=cells, device="cpu:test", environment={}, regime={"device_type": "cpu"}, spec={},
+                       created_utc="x")
+
+
+def test_pooled_baseline_sees_drift_between_runs() -> None:
+    # Three baseline processes, each quiet inside (noise 0) but drifting between runs: 50, 55, 60 ms.
+    runs = [_run([m] * 5) for m in (50.0, 55.0, 60.0)]
+    current = _run([60.0] * 5)  # the same code, in a slow process: +20% against the first run alone
+    (one,) = compare_results(current, runs[0]).comparisons
+    assert one.status == "regression" and one.threshold == pytest.approx(0.10)  # the false alarm of issue 14
+    (pooled,) = compare_results(current, runs).comparisons
+    assert pooled.baseline_ms == pytest.approx(55.0)
+    assert pooled.noise_baseline == pytest.approx((60.0 - 50.0) / 55.0)  # IQR/median of the 15 pooled repeats
+    assert pooled.status == "unchanged" and "3 runs pooled" in pooled.note
+    # ... and a real slowdown still fails: +50% over the pooled median
+    (slow,) = compare_results(_run([82.5] * 5), runs).comparisons
+    assert slow.status == "regression"
+
+
+def test_pooled_baseline_is_wrong_if_any_run_was_wrong() -> None:
+    runs = [_run([1.0] * 5), _run([1.0] * 5, correct=False)]
+    (c,) = compare_results(_run([1.0] * 5, correct=False), runs).comparisons
+    assert c.status != "wrong"  # the baseline was not correct either: not a new failure
+
+
+def test_check_takes_several_baselines(tmp_path: Path) -> None:
+    paths = []
+    for i, m in enumerate((50.0, 55.0, 60.0)):
+        paths.append(tmp_path / f"b{i}.json")
+        _run([m] * 5).save(paths[-1])
+    _run([60.0] * 5).save(tmp_path / "cur.json")
+    args = ["check", str(tmp_path / "cur.json")]
+    assert RUNNER.invoke(app, [*args, "--baseline", str(paths[0])]).exit_code == 1
+    res = RUNNER.invoke(app, [*args, *[x for p in paths for x in ("--baseline", str(p))]])
+    assert res.exit_code == 0, res.output
+    assert "PASS" in res.output
+
+
+def test_baselines_from_different_devices_are_refused() -> None:
+    other = BenchResult(cells=_run([1.0] * 5).cells, device="cpu:other", environment={},
+                        regime={"device_type": "cpu"}, spec={}, created_utc="x")
+    with pytest.raises(ArtifactError, match="different devices"):
+        compare_results(_run([1.0] * 5), [_run([1.0] * 5), other])
