@@ -1,6 +1,7 @@
 """Every ``deploykit …`` command in a fenced bash block of README.md runs as written and exits as documented.
 
-Each command runs in a fresh folder (through typer's CliRunner, in this process), after the README commands
+Commands the README says exit non-zero (a validation that fails, ``--strict`` on an inconclusive one) are
+listed in ``EXITS`` with their code. Each command runs in a fresh folder (through typer's CliRunner, in this process), after the README commands
 that make the files it reads (``PREREQUISITES``). A command that needs a CUDA GPU or TensorRT must exit 3 with
 one line where they are missing (this is what a newcomer without them sees); where they are present the test
 says it is not run here (the ``gpu`` / ``trt`` tests and benchmarks/ cover them). ``CHEAPER`` lists the few
@@ -57,12 +58,19 @@ TRAIN_QUICK = "deploykit train mnist1d-cnn --data mnist1d -o w.safetensors --epo
 PREREQUISITES = {
     "deploykit profile deploykit-out/resnet18-fp16.onnx": ["deploykit export resnet18 --fp16"],
     "deploykit evaluate mnist1d-cnn --weights w.safetensors --data mnist1d": [TRAIN_QUICK],
+    "deploykit export mnist1d-cnn --weights w.safetensors --data mnist1d": [TRAIN_QUICK],
     "deploykit evaluate mnist1d-cnn -w w.safetensors -d mnist1d --precision fp16 --min-agreement 99.5": [TRAIN_QUICK],
     "deploykit evaluate mnist1d-cnn -w w.safetensors -d mnist1d --onnx-dir onnx/": [TRAIN_QUICK],
     "deploykit evaluate onnx/mnist1d-cnn-dynamic.onnx --weights w.safetensors --data mnist1d -f json": [
         TRAIN_QUICK, "deploykit evaluate mnist1d-cnn -w w.safetensors -d mnist1d --onnx-dir onnx/"],
     "deploykit evaluate lenet --weights lenet.safetensors --data digits -f markdown -o lenet-accuracy.md": [
         "deploykit train lenet --data digits --epochs 3 --lr 0.001 --batch-size 64 -o lenet.safetensors"],
+}
+
+#: Commands the README documents as exiting non-zero (a check that finds a problem), with their exit code.
+EXITS = {
+    "deploykit export torchvision.models:efficientnet_b0 --input-shape 3x224x224 --fp16": 1,  # validation failed
+    "deploykit export resnet18 --fp16 --strict": 1,  # inconclusive validation under --strict
 }
 
 #: Options appended only to make a command shorter, with the reason.
@@ -78,6 +86,8 @@ CHEAPER = {
 SLOW = {
     "deploykit bench resnet18 --device cpu",
     "deploykit export nin",
+    "deploykit export torchvision.models:efficientnet_b0 --input-shape 3x224x224 --fp16",
+    "deploykit export resnet18 --fp16 --strict",
     "deploykit export resnet18 --fp16",
     "deploykit export resnet18 --dynamic-batch --opset 18 --out models/",
     "deploykit export resnet18 --fp16 --format onnx,trt --max-batch 64",
@@ -137,7 +147,7 @@ def test_readme_command_runs_as_written(cmd: str, tmp_path: Path, monkeypatch: p
         res = _run(pre, CHEAPER.get(pre, ([], ""))[0])
         assert res.exit_code == 0, f"prerequisite {pre!r} failed:\n{res.output}"
     res = _run(cmd, CHEAPER.get(cmd, ([], ""))[0])
-    expected = 3 if missing else 0
+    expected = 3 if missing else EXITS.get(cmd, 0)
     assert res.exit_code == expected, f"{cmd!r} exited {res.exit_code}, expected {expected}:\n{res.output}"
     assert "Traceback" not in res.output
     if missing:
@@ -147,7 +157,7 @@ def test_readme_command_runs_as_written(cmd: str, tmp_path: Path, monkeypatch: p
 
 def test_tables_name_only_readme_commands() -> None:
     cmds = set(readme_commands())
-    listed = set(NEEDS) | set(PREREQUISITES) | set(CHEAPER) | SLOW
+    listed = set(NEEDS) | set(PREREQUISITES) | set(CHEAPER) | SLOW | set(EXITS)
     listed |= {p for pres in PREREQUISITES.values() for p in pres if p in cmds}
     assert listed <= cmds, f"not README commands (any more): {sorted(listed - cmds)}"
     assert len(cmds) >= 25

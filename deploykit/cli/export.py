@@ -15,13 +15,13 @@ FORMATS = ("onnx", "trt")
 
 HELP = """Export a model to ONNX, check it, validate it numerically against eager PyTorch, and (when TensorRT and a CUDA GPU are usable, or with --format trt) build a TensorRT engine from it.
 
-MODEL is a registered name (`deploykit list`) or an import path `pkg.module:ClassOrFactory` (with --input-shape). Weights are freshly initialised with --seed (no download).
+MODEL is a registered name (`deploykit list`) or an import path `pkg.module:ClassOrFactory` (with --input-shape). Weights: --weights FILE (safetensors, or a torch state_dict / checkpoint read with weights_only=True; strict: keys and shapes must fit, exit 2) or a torchvision name (DEFAULT); otherwise freshly initialised with --seed. The manifest records their source and sha256.
 
 [bold]Files[/] (in --out, default deploykit-out/): `<model>[-fp16][-b<N>|-dynamic].onnx` with the weights embedded, and its manifest `<file>.onnx.json` (model, input/output names, shapes and dtypes, opset, precision, exporter, package versions, sha256, validation results). Written atomically; a graph that fails validation is kept only as `<stem>.failed.onnx` and the command exits 1 with the errors.
 
 [bold]Exporter[/]: torch.onnx's dynamo exporter; if it fails on a model, the TorchScript exporter (recorded in the manifest). [bold]--fp16[/]: weights, activations, input and output are fp16.
 
-[bold]Validation[/]: onnx.checker (full check), then ONNX Runtime vs eager PyTorch fp32 on three random batches (seed 0; batches 1, 2, 3 with --dynamic-batch): pass when max|ort - eager| <= atol + rtol x max|eager| for every output (fp32: rtol 1e-4, fp16: rtol 1e-2). On the GPU with the CUDA provider when onnxruntime-gpu is installed, else on the CPU provider, which runs fp16 graphs in fp32 (the manifest says which nodes).
+[bold]Validation[/]: onnx.checker (full check), then ONNX Runtime vs eager PyTorch fp32 on three random batches (seed 0; batches 1, 2, 3 with --dynamic-batch) or, with --data, on the data's test split (then also accuracy and top-1 agreement). Verdict: [bold]passed[/] when max|ort - eager| <= rtol x max|eager| for every output (fp32: rtol 1e-4, fp16: rtol 1e-2; no absolute floor) and the input-dependent part of the outputs (minus their mean over the inputs) agrees to 0.5%; [bold]failed[/] (exit 1, kept as .failed.onnx) when an output is non-finite, all zeros or constant where eager's is not, or out of tolerance; [bold]inconclusive[/] (exit 0 with a warning; exit 1 with --strict) when the check could not have seen a 1% error in the input-dependent part: an all-zero reference, one below the precision's normal range, or one that hardly depends on the input (random weights: use --weights and --data). On the GPU with the CUDA provider when onnxruntime-gpu is installed, else on the CPU provider, which runs fp16 graphs in fp32 (the manifest says which nodes).
 
 [bold]--int8[/]: post-training static quantization of the validated fp32 graph with ONNX Runtime into `<model>-int8[...].onnx`: QDQ format, int8 weights per channel and int8 activations per tensor, both symmetric (zero point 0, what TensorRT's explicit quantization takes), fp32 biases. Calibrated on real data only: the TRAIN split of --calib-data (mnist1d, digits, an .npz with x/y and optionally x_test/y_test, or an image folder; a single-set file is split 80/20, stratified, seed 0), --calib-samples of them (default 512), --calib-method minmax | entropy | percentile. Validated on the TEST split (of --calib-data; of --data when given), which must not share a sample with the calibration data: top-1 of INT8 against eager fp32, top-1 agreement, logit errors. An accuracy drop above --max-accuracy-drop (default 1.0 percentage point) keeps the graph only as `<stem>.failed.onnx` and exits 1 with the measured drop; with random weights (no --weights) the check is inconclusive (accuracy is at chance level). --int8 without --calib-data is refused (exit 2): deploykit never calibrates on random data.
 
@@ -96,14 +96,16 @@ def print_validation(v: dict[str, Any]) -> None:
         highlight=False,
     )
     if v.get("reason"):
-        console.print(f"  {'why' if v['status'] != 'passed' else 'checked'}        {escape(v['reason'])}",
-                      highlight=False)
+        label = "why" if v["status"] != "passed" else "checked"
+        console.print(f"  {label:<10} {escape(v['reason'])}", highlight=False)
     acc = v.get("accuracy")
     if acc:
+        from deploykit.report.evaluate import fmt_share
+
         e, o = acc["eager"], acc["onnx"]
         console.print(
-            f"  accuracy   eager {100 * e['top1']:.1f}%, ONNX {100 * o['top1']:.1f}% top-1; top-1 agreement "
-            f"{100 * o['agreement']:.1f}%; cosine of logits min {o['cosine_min']:.6f}",
+            f"  accuracy   top-1 eager {fmt_share(e['top1'])}, ONNX {fmt_share(o['top1'])}; top-1 agreement "
+            f"{fmt_share(o['agreement'], o['samples'])}; max 1-cos of logits {_fmt(max(0.0, 1.0 - o['cosine_min']))}",
             highlight=False,
         )
     for line in v.get("not_validated", []):
