@@ -34,7 +34,7 @@ import torch
 
 from deploykit.backends.base import Runner
 from deploykit.backends.math_mode import FP32_MATH, ort_cuda_options
-from deploykit.errors import ArtifactError, BackendUnavailable, InvalidInput, ValidationError
+from deploykit.errors import ArtifactError, BackendUnavailable, InvalidInput, ValidationError, first_line
 
 #: How onnxruntime-gpu is installed: it ships the same ``onnxruntime`` module and must replace the CPU package.
 ORT_GPU_HINT = (
@@ -130,7 +130,7 @@ def make_session(
     try:
         sess = ort.InferenceSession(os.fspath(path), sess_options=so, providers=providers)
     except Exception as exc:  # onnxruntime raises its own pybind exception types
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise ValidationError(f"ONNX Runtime cannot load {path}: {first}") from None
     if device.type == "cuda" and CUDA_PROVIDER not in sess.get_providers():
         raise BackendUnavailable(
@@ -491,7 +491,7 @@ class OrtRunner(Runner):
         try:
             self._sess.run_with_iobinding(self._binding, self._run_options)
         except Exception as exc:  # capture fails when a node runs outside the CUDA provider
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first = first_line(exc)
             raise BackendUnavailable(
                 f"ort: CUDA graph capture failed for {self.path.name}: {first}"
             ) from None

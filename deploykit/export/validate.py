@@ -45,7 +45,7 @@ from deploykit.backends.ort import (  # noqa: F401  (re-exported: this module's 
     ort_dtype_to_torch,
     require_cuda_provider,
 )
-from deploykit.errors import ValidationError
+from deploykit.errors import ValidationError, first_line
 from deploykit.metrics import (  # re-exported: the tolerances and the verdict live with the other metrics
     CRITERION,
     TOLERANCES,
@@ -227,7 +227,7 @@ def validate_onnx(
         try:
             got = sess.run(None, {in_name: x.numpy()})
         except Exception as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first = first_line(exc)
             raise ValidationError(f"ONNX Runtime failed to run {path} on a batch of {x.shape[0]}: {first}") from None
         with torch.inference_mode(), true_fp32() if device.type == "cuda" else contextlib.nullcontext():
             if device.type == "cuda":

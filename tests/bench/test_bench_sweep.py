@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -24,7 +23,6 @@ from deploykit.errors import BackendUnavailable, InvalidInput, ModelNotFound
 FAST = TimingOptions(
     iterations=5, repeats=3, warmup_iters=2, warmup_window=2, warmup_seconds=0.5, cell_seconds=5
 )
-HAS_ORT_BACKEND = importlib.util.find_spec("deploykit.backends.ort") is not None
 
 
 def spec(**kw: object) -> BenchSpec:
@@ -284,7 +282,6 @@ def test_suite_files(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------------- ONNX Runtime
-@pytest.mark.skipif(not HAS_ORT_BACKEND, reason="deploykit.backends.ort has not landed")
 def test_ort_cpu_cell_is_correct_and_its_export_is_cached(tmp_path: Path) -> None:
     s = spec(backends=("eager", "ort"), batches=(2,), cache_dir=str(tmp_path))
     first = run_bench(s)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -30,6 +29,7 @@ def validation_tolerance(precision: str, *, tf32: bool = False) -> Any:
         return Precision.TF32.tolerance
     return tolerance_for(p)
 
+
 def _reference_fn(info: OnnxInfo, reference_model: Any, device: Any) -> tuple[Callable[..., list[Any]], str]:
     """The reference the engine is compared with: the eager module when given, else ONNX Runtime on the ONNX.
 
@@ -39,7 +39,7 @@ def _reference_fn(info: OnnxInfo, reference_model: Any, device: Any) -> tuple[Ca
     """
     import torch
 
-    from deploykit.backends.math_mode import ort_cuda_options, true_fp32
+    from deploykit.backends.math_mode import true_fp32
 
     if reference_model is not None:
         model = copy.deepcopy(reference_model).to(device=device, dtype=torch.float32).eval()
@@ -53,20 +53,25 @@ def _reference_fn(info: OnnxInfo, reference_model: Any, device: Any) -> tuple[Ca
 
         return eager, "eager-pytorch"
 
+    from deploykit.backends.ort import (
+        CPU_PROVIDER,
+        CUDA_PROVIDER,
+        cuda_provider_available,
+        import_onnxruntime,
+        make_session,
+    )
+    from deploykit.errors import BackendUnavailable
+
     try:
-        import onnxruntime as ort
-    except ImportError:
+        import_onnxruntime()
+        on_cuda = torch.cuda.is_available() and cuda_provider_available()
+    except BackendUnavailable:
         raise ValidationError(
             "no reference to validate against: pass reference_model= (the exported nn.Module) or install onnxruntime"
         ) from None
-    avail = ort.get_available_providers()
-    provider = "CUDAExecutionProvider" if "CUDAExecutionProvider" in avail else "CPUExecutionProvider"
-    # The CUDA provider defaults to TF32 (use_tf32=1): the reference is true fp32.
-    providers: list[Any] = [(provider, ort_cuda_options())] if provider == "CUDAExecutionProvider" else [provider]
-    try:
-        sess = ort.InferenceSession(os.fspath(info.path), providers=providers)
-    except Exception as exc:
-        raise ValidationError(f"ONNX Runtime cannot load {info.path} as a reference: {exc}") from None
+    # make_session: the provider checked to be the one asked for; on CUDA true fp32 (use_tf32=0).
+    sess = make_session(info.path, torch.device("cuda" if on_cuda else "cpu"))
+    provider = CUDA_PROVIDER if on_cuda else CPU_PROVIDER
     names = [i.name for i in sess.get_inputs()]
     np_types = {i.name: i.type for i in sess.get_inputs()}
 
@@ -82,6 +87,7 @@ def _reference_fn(info: OnnxInfo, reference_model: Any, device: Any) -> tuple[Ca
         return [torch.from_numpy(o.astype("float32")) for o in outs]
 
     return onnxrt, f"onnxruntime:{provider}"
+
 
 def validate_engine(
     executor: EngineExecutor,
