@@ -490,8 +490,12 @@ def _build_trt(req: _Request, art: Any, module: Any) -> None:
     console.print(f"  manifest   {escape(str(engine.manifest_path))}", highlight=False)
     val = engine.manifest.get("validation") if isinstance(engine.manifest, dict) else None
     if isinstance(val, dict) and "max_abs_error" in val:
+        status = val.get("status", "passed")
+        colour = {"passed": "bold green", "inconclusive": "bold yellow"}.get(status, "bold")
         console.print(
-            f"  validation passed: max abs error {_fmt(val.get('max_abs_error'))}, "
+            f"  validation [{colour}]{status}[/]: max abs error {_fmt(val.get('max_abs_error'))}, "
             f"max rel error {_fmt(val.get('max_rel_error'))}",
             highlight=False,
         )
+        if status != "passed" and val.get("reason"):
+            console.print(f"  why        {escape(val['reason'])}", highlight=False)

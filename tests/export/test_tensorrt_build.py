@@ -669,3 +669,23 @@ class _Half(torch.nn.Module):
 
     def forward(self, x):
         return self.m(x)
+
+
+class ZeroModel(torch.nn.Module):
+    """A reference whose output is zero for every input (a zero-initialised head)."""
+
+    def forward(self, x):
+        return fake_reference(x) * 0.0
+
+
+def test_fake_engine_verdicts_are_the_onnx_exports(fp32_onnx, monkeypatch):
+    # passed: the fake engine computes its reference, on at least three samples
+    install_fake_tensorrt(monkeypatch)
+    art = build_engine(fp32_onnx, reference_model=FakeModel())
+    v = art.manifest["validation"]
+    assert v["status"] == "passed" and v["passed"] is True and sum(v["batches"]) >= 3
+    assert v["verdict"]["outputs"][0]["dep_error"] < 1e-3
+    # failed: the engine's output is not zero where the (zero) reference is
+    with pytest.raises(ValidationError, match="disagrees with the reference"):
+        build_engine(fp32_onnx, reference_model=ZeroModel(), out_path=Path(fp32_onnx).with_name("zero.engine"))
+    assert not Path(fp32_onnx).with_name("zero.engine").exists()

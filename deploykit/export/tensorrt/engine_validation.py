@@ -102,13 +102,17 @@ def validate_engine(
 ) -> dict[str, Any]:
     """Run the engine and the reference on the same inputs (each profile batch, fixed seed) and compare.
 
-    Inputs are standard-normal (or samples of ``calibration``, real inputs, when given). Returns the record for
-    the manifest; raises :class:`ValidationError` with the numbers when a batch is outside the tolerance.
+    Inputs are standard-normal (or samples of ``calibration``, real inputs, when given); at least three samples
+    (a batch-1 engine runs three batches). The verdict is :func:`deploykit.metrics.judge_outputs`'s on all samples
+    (passed / inconclusive / failed, as for the ONNX export). Returns the record for the manifest (``status``,
+    ``passed`` = True / None for inconclusive, ``reason``, ``advice``); raises :class:`ValidationError` with the
+    reason when the verdict is failed.
     """
     import torch
 
     from deploykit.backends.math_mode import fp32_math_record, true_fp32
     from deploykit.export.validate import compare_outputs
+    from deploykit.metrics import judge_outputs
 
     tol = validation_tolerance(precision, tf32=tf32)
     with true_fp32():  # what the eager reference runs in
@@ -117,6 +121,8 @@ def validate_engine(
     first = executor.inputs[0]
     profile = first.profile or ProfileShape(first.shape, first.shape, first.shape)
     sizes = sorted(set(batches or (profile.min[0], profile.opt[0], profile.max[0])))
+    # at least three samples: one cannot show how the output depends on the input (an inconclusive check)
+    sizes = sizes * max(1, -(-3 // sum(sizes)))
     gen = torch.Generator(device="cpu").manual_seed(seed)
     pool = None
     if calibration is not None and len(executor.inputs) == 1 and len(calibration) > 0:
@@ -124,15 +130,18 @@ def validate_engine(
 
         pool = torch.from_numpy(np.concatenate(list(calibration), axis=0)).float()
     runs = []
+    got_all: dict[str, list[Any]] = {}
+    ref_all: dict[str, list[Any]] = {}
+    offset = 0
     for b in sizes:
         xs = []
         for spec in executor.inputs:
             p = spec.profile.opt if spec.profile else spec.shape
             dynamic = spec.profile is not None and spec.profile.min[0] != spec.profile.max[0]
             shape = (b, *p[1:]) if dynamic or spec is first else tuple(p)
-            if pool is not None:
-                reps = -(-shape[0] // pool.shape[0])
-                xs.append(pool.repeat(reps, *([1] * (pool.dim() - 1)))[: shape[0]])
+            if pool is not None:  # successive samples of the pool (wrapping around), not the same ones every batch
+                idx = torch.arange(offset, offset + shape[0]) % pool.shape[0]
+                xs.append(pool[idx])
             else:
                 xs.append(torch.randn(shape, generator=gen, dtype=torch.float32))
         engine_in = [x.to(executor.device, spec.dtype).contiguous() for x, spec in zip(xs, executor.inputs, strict=True)]
@@ -142,10 +151,18 @@ def validate_engine(
         refs = reference(*[x.to(torch.float32).to(executor.device) for x in engine_in])
         if len(refs) != len(outs):
             raise ValidationError(f"the engine has {len(outs)} outputs and the reference {len(refs)}")
+        offset += b
         for spec, out, ref in zip(executor.outputs, outs, refs, strict=True):
             cmp = compare_outputs(out, ref, tol)
             runs.append({"batch": b, "output": spec.name, **cmp})
+            got_all.setdefault(spec.name, []).append(out.detach().float().cpu())
+            ref_all.setdefault(spec.name, []).append(ref.detach().float().cpu())
+    verdict = judge_outputs({k: torch.cat(v) for k, v in got_all.items()},
+                            {k: torch.cat(v) for k, v in ref_all.items()}, tol, precision=precision)
     result = {
+        "status": verdict.status,
+        "reason": verdict.reason,
+        "advice": verdict.advice,
         "reference": ref_name,
         "precision": precision,
         "tolerance": tol.to_dict(),
@@ -155,14 +172,14 @@ def validate_engine(
         "batches": sizes,
         "max_abs_error": max(r["max_abs_error"] for r in runs),
         "max_rel_error": max(r["max_rel_error"] for r in runs),
-        "passed": all(r["passed"] for r in runs),
+        "passed": True if verdict.passed else (False if verdict.failed else None),
+        "verdict": verdict.to_dict(),
         "runs": runs,
     }
-    if not result["passed"]:
-        bad = next(r for r in runs if not r["passed"])
+    if verdict.failed:
         raise ValidationError(
-            f"the {precision} engine disagrees with the reference ({ref_name}) beyond atol={tol.atol:g}, "
-            f"rtol={tol.rtol:g} of the output scale: batch {bad['batch']}, output {bad['output']!r}: max abs error "
-            f"{bad['max_abs_error']:.3g}, max rel error {bad['max_rel_error']:.3g}; the engine was not written"
+            f"the {precision} engine disagrees with the reference ({ref_name}): {verdict.reason} (rtol "
+            f"{tol.rtol:g} of the output scale, {sum(sizes)} samples in batches of {', '.join(map(str, sizes))}); "
+            "the engine was not written"
         )
     return result
