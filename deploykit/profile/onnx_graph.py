@@ -103,7 +103,7 @@ import ast
 import math
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -113,23 +113,52 @@ from deploykit.errors import ArtifactError, InvalidInput, first_line
 from deploykit.precision import Precision
 from deploykit.profile.formulas import (
     ELEMENTWISE,
-    MATMUL,
     NO_ARITHMETIC,
     NORMALIZATION,
     POOLING,
-    RECURRENT,
     REDUCTION,
-    RESAMPLING,
     UNSUPPORTED,
-    VIEW,
-    OpCost,
-    conv_macs,
-    rnn_cell_cost,
+)
+from deploykit.profile.onnx_formulas import (  # noqa: F401  (moved; re-exported)
+    _ARGUMENT_INPUTS,
+    _BUFFER_INPUTS,
+    _ONNX_CATEGORY,
+    _PARAM_INPUTS,
+    DATA_MOVEMENT_OPS,
+    FREE_OPS,
+    ONNX_FORMULAS,
+    VIEW_OPS,
+    OnnxFormula,
+    OnnxNode,
+    _avg_pool,
+    _batch_norm,
+    _clip,
+    _conv,
+    _conv_transpose,
+    _einsum,
+    _gelu,
+    _gemm,
+    _matmul,
+    _max_pool,
+    _numel,
+    _per_element,
+    _per_input_element,
+    _reduce,
+    _resize,
+    _rnn,
+    _variadic,
+    _variadic_mean,
+    _zero,
+    einsum_cost,
+    onnx_category,
+    register_onnx_formula,
 )
 from deploykit.profile.types import DTYPE_BYTES, LayerProfile, ModelProfile, Shape
 
 if TYPE_CHECKING:
     import onnx
+
+    from deploykit.profile.onnx_reconcile import ParamReconciliation, reconcile_params
 
 __all__ = [
     "DATA_MOVEMENT_OPS",
@@ -145,215 +174,40 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class OnnxNode:
-    """What a cost formula sees of one node: its op type, attributes and fully resolved shapes.
-
-    ``inputs`` has ``None`` for an optional input left empty (``""``); trailing absent inputs are not listed.
-    """
-
-    op_type: str
-    attrs: Mapping[str, Any]
-    inputs: tuple[Shape | None, ...]
-    outputs: tuple[Shape | None, ...]
-
-    def has_input(self, index: int) -> bool:
-        return len(self.inputs) > index and self.inputs[index] is not None
-
-    def input(self, index: int) -> Shape:
-        s = self.inputs[index]
-        if s is None:
-            raise ValueError(f"{self.op_type} input {index} is absent")
-        return s
-
-    def output(self, index: int = 0) -> Shape:
-        s = self.outputs[index]
-        if s is None:
-            raise ValueError(f"{self.op_type} output {index} is absent")
-        return s
 
 
-#: ``formula(node) -> OpCost``, or ``None`` when this configuration of the node has no formula.
-OnnxFormula = Callable[[OnnxNode], "OpCost | None"]
-
-ONNX_FORMULAS: dict[str, OnnxFormula] = {}
-_ONNX_CATEGORY: dict[str, str] = {}
-
-#: Nodes that only relabel their input (ONNX Runtime gives them no kernel work): no FLOPs, traffic or activation.
-VIEW_OPS = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout"})
-#: Nodes evaluated from metadata or stored in the graph: nothing is read or written at run time.
-FREE_OPS = frozenset({"Constant", "Shape", "Size"})
-#: Nodes that copy data without arithmetic: traffic and activation bytes, 0 FLOPs.
-DATA_MOVEMENT_OPS = frozenset({
-    "Concat", "Transpose", "Cast", "CastLike", "Slice", "Gather", "GatherElements", "GatherND", "Split", "Pad",
-    "Expand", "Tile", "ConstantOfShape", "DepthToSpace", "SpaceToDepth", "ScatterND", "ScatterElements", "Where",
-})
-
-#: Input slots that are kernel arguments (shapes, axes, bounds), not data: not counted as traffic.
-_ARGUMENT_INPUTS: Mapping[str, frozenset[int]] = {
-    **{op: frozenset({1}) for op in ("Reshape", "Expand", "Tile", "Squeeze", "Unsqueeze", "Split", "TopK")},
-    **{op: frozenset({1}) for op in ("ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd")},
-    "Slice": frozenset({1, 2, 3, 4}),
-    "Pad": frozenset({1, 2, 3}),
-    "Resize": frozenset({1, 2, 3}),
-    "Upsample": frozenset({1}),
-    "Clip": frozenset({1, 2}),
-    **{op: frozenset({4}) for op in ("LSTM", "GRU", "RNN")},  # sequence_lens
-    "ConstantOfShape": frozenset({0}),
-}
-
-#: Input slots that hold a layer's weights.
-_PARAM_INPUTS: Mapping[str, frozenset[int]] = {
-    "Conv": frozenset({1, 2}),
-    "ConvTranspose": frozenset({1, 2}),
-    "Gemm": frozenset({0, 1, 2}),
-    "MatMul": frozenset({0, 1}),
-    "BatchNormalization": frozenset({1, 2}),
-    "InstanceNormalization": frozenset({1, 2}),
-    "LayerNormalization": frozenset({1, 2}),
-    "GroupNormalization": frozenset({1, 2}),
-    "PRelu": frozenset({1}),
-    "DequantizeLinear": frozenset({0}),
-    # W, R, B (and LSTM's peepholes P); initial_h / initial_c are not weights
-    "LSTM": frozenset({1, 2, 3, 7}),
-    "GRU": frozenset({1, 2, 3}),
-    "RNN": frozenset({1, 2, 3}),
-}
-#: Input slots that hold running statistics (PyTorch buffers).
-_BUFFER_INPUTS: Mapping[str, frozenset[int]] = {"BatchNormalization": frozenset({3, 4})}
 
 
-def register_onnx_formula(*op_types: str, category: str) -> Callable[[OnnxFormula], OnnxFormula]:
-    """Register ``formula`` for each ONNX ``op_type`` (default domain) under ``category`` (a key of
-    :data:`deploykit.profile.formulas.CATEGORIES`)."""
-
-    def deco(fn: OnnxFormula) -> OnnxFormula:
-        for op in op_types:
-            if op in ONNX_FORMULAS or op in VIEW_OPS or op in FREE_OPS:
-                raise ValueError(f"ONNX formula for {op} registered twice")
-            ONNX_FORMULAS[op] = fn
-            _ONNX_CATEGORY[op] = category
-        return fn
-
-    return deco
 
 
-def onnx_category(op: str) -> str:
-    """The category of an ONNX op type (``"view"`` for relabelling and metadata nodes, ``"unsupported"`` for one
-    without a formula)."""
-    if op in VIEW_OPS or op in FREE_OPS:
-        return VIEW
-    return _ONNX_CATEGORY.get(op, UNSUPPORTED)
 
 
-def _numel(shape: Shape | None) -> int:
-    return math.prod(shape) if shape is not None else 0
+
+
+
+
 
 
 # --- matmul family ------------------------------------------------------------------------------------
 
 
-@register_onnx_formula("Conv", category=MATMUL)
-def _conv(n: OnnxNode) -> OpCost:
-    y = n.output()
-    macs = conv_macs(n.input(0), n.input(1), y, transposed=False)
-    return OpCost(macs=macs, flops=2 * macs + (_numel(y) if n.has_input(2) else 0))
 
 
-@register_onnx_formula("ConvTranspose", category=MATMUL)
-def _conv_transpose(n: OnnxNode) -> OpCost:
-    y = n.output()
-    macs = conv_macs(n.input(0), n.input(1), y, transposed=True)
-    return OpCost(macs=macs, flops=2 * macs + (_numel(y) if n.has_input(2) else 0))
 
 
-@register_onnx_formula("Gemm", category=MATMUL)
-def _gemm(n: OnnxNode) -> OpCost:
-    a, y = n.input(0), n.output()
-    k = a[0] if n.attrs.get("transA", 0) else a[1]
-    macs = _numel(y) * k
-    return OpCost(macs=macs, flops=2 * macs + (_numel(y) if n.has_input(2) else 0))
 
 
-@register_onnx_formula("MatMul", category=MATMUL)
-def _matmul(n: OnnxNode) -> OpCost:
-    # Every output element is one K-long dot product, whatever the broadcasting of the batch dimensions.
-    macs = _numel(n.output()) * n.input(0)[-1]
-    return OpCost(macs=macs, flops=2 * macs)
 
 
-@register_onnx_formula("LSTM", "GRU", "RNN", category=RECURRENT)
-def _rnn(n: OnnxNode) -> OpCost:
-    x, w = n.input(0), n.input(1)
-    dirs, _, in_size = w
-    kind = n.op_type.lower()
-    hidden = int(n.attrs.get("hidden_size") or n.input(2)[-1])
-    steps, batch = (x[1], x[0]) if n.attrs.get("layout", 0) else (x[0], x[1])
-    rows = steps * batch
-    one = rnn_cell_cost(kind, rows, in_size, hidden, bias=n.has_input(3))
-    peepholes = 6 * rows * hidden if kind == "lstm" and n.has_input(7) else 0
-    return OpCost(macs=dirs * one.macs, flops=dirs * (one.flops + peepholes))
 
 
-def einsum_cost(equation: str, shapes: Sequence[Shape]) -> OpCost | None:
-    """``torch.einsum``'s work for ``equation`` on operands of ``shapes``, as the PyTorch profile counts it (see the
-    table above); ``None`` for an equation it cannot parse."""
-    eq = equation.replace(" ", "")
-    lhs, arrow, out = eq.partition("->")
-    terms = lhs.split(",")
-    if len(terms) != len(shapes) or not arrow:
-        return None
-    sizes: dict[str, int] = {}
-    letters: list[str] = []
-    for term, shape in zip(terms, shapes, strict=True):
-        if "..." in term:  # broadcast dims, aligned from the right: the last one is chr(0x100)
-            head, _, tail = term.partition("...")
-            k = len(shape) - len(head) - len(tail)
-            term = head + "".join(chr(0x100 + k - 1 - i) for i in range(k)) + tail
-        if len(term) != len(shape):
-            return None
-        for c, d in zip(term, shape, strict=True):
-            sizes[c] = max(sizes.get(c, 1), int(d))
-        letters.append(term)
-    if "..." in out:
-        ell = sorted({c for t in letters for c in t if ord(c) >= 0x100}, reverse=True)
-        out = out.replace("...", "".join(ell))
-    macs = flops = 0
-    ops = [set(t) for t in letters]
-    for i, t in enumerate(ops):  # letters nothing else needs are summed out first
-        others = set(out).union(*(o for j, o in enumerate(ops) if j != i))
-        alone = t - others
-        if alone:
-            before = math.prod(sizes[c] for c in t)
-            ops[i] = t - alone
-            flops += before - math.prod(sizes[c] for c in ops[i])
-    cur = ops[0]
-    for j in range(1, len(ops)):
-        needed = set(out).union(*ops[j + 1:])
-        both = cur | ops[j]
-        contracted = (cur & ops[j]) - needed
-        work = math.prod(sizes[c] for c in both)
-        if contracted:
-            macs += work
-        else:
-            flops += work
-        cur = both - contracted
-    return OpCost(macs=macs, flops=2 * macs + flops)
 
 
-@register_onnx_formula("Einsum", category=MATMUL)
-def _einsum(n: OnnxNode) -> OpCost | None:
-    return einsum_cost(str(n.attrs.get("equation", "")), [n.input(i) for i in range(len(n.inputs))])
 
 
 # --- element-wise ----------------------------------------------------------------------------------------
 
 
-def _per_element(flops_per_element: int) -> OnnxFormula:
-    def formula(n: OnnxNode) -> OpCost:
-        return OpCost(flops=flops_per_element * _numel(n.output()))
-
-    return formula
 
 
 register_onnx_formula(
@@ -365,41 +219,19 @@ register_onnx_formula("Sigmoid", "HardSigmoid", "Elu", category=ELEMENTWISE)(_pe
 register_onnx_formula("HardSwish", "Softmax", "LogSoftmax", category=ELEMENTWISE)(_per_element(5))
 
 
-@register_onnx_formula("Gelu", category=ELEMENTWISE)
-def _gelu(n: OnnxNode) -> OpCost:
-    return OpCost(flops=(9 if n.attrs.get("approximate", "none") == "tanh" else 5) * _numel(n.output()))
 
 
-@register_onnx_formula("Clip", category=ELEMENTWISE)
-def _clip(n: OnnxNode) -> OpCost:
-    # opset >= 11: bounds are inputs 1 and 2; before: attributes min / max
-    bounds = sum(1 for i in (1, 2) if n.has_input(i)) + sum(1 for a in ("min", "max") if a in n.attrs)
-    return OpCost(flops=bounds * _numel(n.output()))
 
 
-@register_onnx_formula("Max", "Min", "Sum", category=ELEMENTWISE)
-def _variadic(n: OnnxNode) -> OpCost:
-    return OpCost(flops=(len(n.inputs) - 1) * _numel(n.output()))
 
 
-@register_onnx_formula("Mean", category=ELEMENTWISE)
-def _variadic_mean(n: OnnxNode) -> OpCost:
-    return OpCost(flops=len(n.inputs) * _numel(n.output()))
 
 
 # --- normalisation ----------------------------------------------------------------------------------------
 
 
-@register_onnx_formula("BatchNormalization", category=NORMALIZATION)
-def _batch_norm(n: OnnxNode) -> OpCost:
-    return OpCost(flops=(6 if n.attrs.get("training_mode", 0) else 2) * _numel(n.input(0)))
 
 
-def _per_input_element(flops_per_element: int) -> OnnxFormula:
-    def formula(n: OnnxNode) -> OpCost:
-        return OpCost(flops=flops_per_element * _numel(n.input(0)))
-
-    return formula
 
 
 register_onnx_formula("InstanceNormalization", "GroupNormalization", category=NORMALIZATION)(_per_input_element(6))
@@ -409,38 +241,24 @@ register_onnx_formula("LayerNormalization", category=NORMALIZATION)(_per_input_e
 # --- pooling and reductions -----------------------------------------------------------------------------------
 
 
-@register_onnx_formula("MaxPool", category=POOLING)
-def _max_pool(n: OnnxNode) -> OpCost:
-    return OpCost(flops=(math.prod(n.attrs["kernel_shape"]) - 1) * _numel(n.output()))
 
 
-@register_onnx_formula("AveragePool", category=POOLING)
-def _avg_pool(n: OnnxNode) -> OpCost:
-    return OpCost(flops=math.prod(n.attrs["kernel_shape"]) * _numel(n.output()))
 
 
 register_onnx_formula("GlobalAveragePool", category=POOLING)(_per_input_element(1))
 register_onnx_formula("ReduceMean", category=REDUCTION)(_per_input_element(1))
 
 
-@register_onnx_formula("GlobalMaxPool", "ReduceSum", "ReduceMax", "ReduceMin", category=REDUCTION)
-def _reduce(n: OnnxNode) -> OpCost:
-    return OpCost(flops=_numel(n.input(0)) - _numel(n.output()))
 
 
 # --- data movement ----------------------------------------------------------------------------------------------
 
 
-def _zero(n: OnnxNode) -> OpCost:
-    return OpCost()
 
 
 register_onnx_formula(*sorted(DATA_MOVEMENT_OPS), category=NO_ARITHMETIC)(_zero)
 
 
-@register_onnx_formula("Resize", category=RESAMPLING)
-def _resize(n: OnnxNode) -> OpCost | None:
-    return OpCost() if n.attrs.get("mode", "nearest") == "nearest" else None
 
 
 # --- tensors: element types and sizes ------------------------------------------------------------------------------
@@ -990,170 +808,11 @@ def profile_onnx(
 # --- reconciling with the PyTorch module ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ParamReconciliation:
-    """Where each parameter element of a PyTorch module went in its ONNX export (see :func:`reconcile_params`).
+def __getattr__(name: str) -> Any:
+    # reconcile_params and ParamReconciliation live in onnx_reconcile, which uses this module's loaders:
+    # re-exported lazily so that neither module needs the other half-imported.
+    if name in ("ParamReconciliation", "reconcile_params"):
+        from deploykit.profile import onnx_reconcile
 
-    ``torch_params == stored + repacked + folded_batchnorm + zero_bias_dropped + deduplicated + not_exported`` and
-    ``onnx_params == stored + repacked + onnx_only`` hold by construction; the point is that ``onnx_params``
-    equals ``profile_onnx(path).total_params``, and ``not_exported`` only the parameters the forward never uses.
-
-    Attributes:
-        torch_params: ``sum(p.numel() for p in module.parameters())``.
-        stored: elements of parameters found in the file under their own name, with their own shape.
-        repacked: elements of parameters stored in another layout: transposed (a Linear's weight as a MatMul
-            operand), reordered or split and concatenated (an LSTM's gate blocks in ``W``, ``R``, and both biases in
-            ``B``). Found by content: every value of the parameter, with its multiplicity, is in one initializer
-            (claimed once, so two parameters cannot both match the same elements).
-        folded_batchnorm: elements of BatchNorm weights / biases folded into the preceding Conv / Gemm.
-        zero_bias_dropped: elements of all-zero ``Conv*d`` / ``ConvTranspose*d`` / ``Linear`` biases missing from
-            the file (the exporter's optimizer removes all-zero Conv / Gemm biases).
-        deduplicated: elements of parameters stored under another name, as an initializer with equal values.
-        not_exported: elements of parameters the file holds in none of these ways (unused by the forward).
-        onnx_only: elements of initializers that :func:`profile_onnx` counts as parameters, named after no
-            parameter or buffer of the module and holding no repacked parameter (biases created by BatchNorm
-            folding, exporter-made tensors).
-    """
-
-    torch_params: int
-    stored: int
-    folded_batchnorm: int
-    zero_bias_dropped: int
-    deduplicated: int
-    not_exported: int
-    onnx_only: int
-    repacked: int = 0
-
-    @property
-    def onnx_params(self) -> int:
-        return self.stored + self.repacked + self.onnx_only
-
-
-#: Module classes whose bias the exporter emits as a Conv / ConvTranspose / Gemm bias input (dropped when all zero).
-_BIASED = frozenset({"Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d", "Linear"})
-
-
-class _ValuePool:
-    """An initializer's values as a multiset of bit patterns, from which parameters claim their elements."""
-
-    def __init__(self, array: Any) -> None:
-        import numpy as np
-
-        self.dtype = array.dtype
-        self.values, self.counts = np.unique(_bit_patterns(array), return_counts=True)
-        self.claimed = 0
-
-    def claim(self, array: Any) -> bool:
-        """Take ``array``'s values (cast to this initializer's type) if all of them, counted with multiplicity,
-        are still unclaimed here."""
-        import numpy as np
-
-        want, n = np.unique(_bit_patterns(array.astype(self.dtype)), return_counts=True)
-        idx = np.searchsorted(self.values, want)
-        if (idx >= len(self.values)).any():
-            return False
-        if not (self.values[idx] == want).all() or not (self.counts[idx] >= n).all():
-            return False
-        self.counts[idx] -= n
-        self.claimed += int(n.sum())
-        return True
-
-
-def _bit_patterns(array: Any) -> Any:
-    """Exact bit patterns (so -0.0 and 0.0, or two NaNs, are told apart as stored)."""
-    import numpy as np
-
-    flat = np.ascontiguousarray(array).reshape(-1)
-    return flat.view({1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}[flat.dtype.itemsize])
-
-
-def reconcile_params(module: Any, path: str | os.PathLike[str]) -> ParamReconciliation:
-    """Account for every parameter of ``module`` (an ``nn.Module`` with real weights) in its ONNX export ``path``.
-
-    The dynamo exporter's optimizer changes what the file holds, depending on the weights' *values*: it folds
-    eval-mode BatchNorms into the Conv / Gemm before them, drops all-zero Conv / Gemm biases (a freshly
-    initialised BatchNorm folds to a zero bias; vgg, densenet and mobilenet initialise biases to zero) and
-    de-duplicates initializers with equal contents. The exporter also stores some weights in another layout
-    (a Linear on a 3-D input as a transposed MatMul operand, an LSTM's weights gate-reordered and its two biases
-    concatenated). This names each parameter's fate, using the names the exporter keeps
-    (``layer1.0.conv1.weight``) and the values in the file.
-
-    >>> r = reconcile_params(model, "out/resnet18.onnx")          # doctest: +SKIP
-    >>> r.onnx_params == profile_onnx("out/resnet18.onnx").total_params   # doctest: +SKIP
-    True
-    """
-    import numpy as np
-    import onnx
-    from onnx import numpy_helper
-
-    p = Path(path)
-    model, _ = _load(p)
-    folded = set(profile_onnx(p).spec.get("folded_batchnorms", ()))
-    onnx.external_data_helper.load_external_data_for_model(model, os.fspath(p.parent))
-    inits = {t.name: t for t in model.graph.initializer if _is_float(t.data_type)}
-    by_shape: dict[tuple[int, ...], list[Any]] = {}
-    for t in inits.values():
-        by_shape.setdefault(tuple(int(d) for d in t.dims), []).append(t)
-    values: dict[str, Any] = {}
-
-    def value(t: Any) -> Any:
-        if t.name not in values:
-            values[t.name] = numpy_helper.to_array(t)
-        return values[t.name]
-
-    def owner_type(path: str) -> str:
-        try:
-            return type(module.get_submodule(path)).__name__
-        except AttributeError:
-            return ""
-
-    names = {name for name, _ in module.named_parameters()} | {name for name, _ in module.named_buffers()}
-    params = list(module.named_parameters())
-    stored_names = {name for name, q in params
-                    if name in inits and tuple(int(d) for d in inits[name].dims) == tuple(q.shape)}
-    pools: dict[str, _ValuePool] = {}
-
-    def repacked_into(array: Any) -> str | None:
-        """The initializer (not stored under a parameter's own name) that holds all of ``array``'s values."""
-        for name, t in inits.items():
-            if name in stored_names or math.prod(t.dims) < array.size:
-                continue
-            if name not in pools:
-                pools[name] = _ValuePool(value(t))
-            if pools[name].claim(array):
-                return name
-        return None
-
-    counts = dict.fromkeys(("stored", "repacked", "folded_batchnorm", "zero_bias_dropped", "deduplicated",
-                            "not_exported"), 0)
-    for name, param in params:
-        numel, shape = int(param.numel()), tuple(int(d) for d in param.shape)
-        owner = name.rsplit(".", 1)[0] if "." in name else ""
-        if name in stored_names:
-            kind = "stored"
-        elif owner in folded and name.rsplit(".", 1)[-1] in ("weight", "bias"):
-            kind = "folded_batchnorm"
-        else:
-            array = param.detach().float().cpu().numpy()
-            if name.endswith(".bias") and owner_type(owner) in _BIASED and not array.any():
-                kind = "zero_bias_dropped"
-            elif any(np.array_equal(value(c).astype(np.float32), array) for c in by_shape.get(shape, ())):
-                kind = "deduplicated"
-            elif repacked_into(array) is not None:
-                kind = "repacked"
-            else:
-                kind = "not_exported"
-        counts[kind] += numel
-    onnx_only, seen = 0, set()
-    for node in model.graph.node:  # initializers named after nothing in the module, in a parameter role
-        op = node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}:{node.op_type}"
-        for i, name in enumerate(node.input):
-            t = inits.get(name)
-            if t is None or name in names or name in seen:
-                continue
-            seen.add(name)
-            n = math.prod(t.dims)
-            if classify_initializer(op, i, t.data_type, n, torch_params=_torch_params(node)) == "param":
-                onnx_only += n - (pools[name].claimed if name in pools else 0)
-    return ParamReconciliation(torch_params=sum(int(q.numel()) for q in module.parameters()), onnx_only=onnx_only,
-                               **counts)
+        return getattr(onnx_reconcile, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
