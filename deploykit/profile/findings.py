@@ -56,8 +56,10 @@ class Findings:
 
 
 def is_fully_connected(row: LayerProfile) -> bool:
-    """A fully connected layer: an ``nn.Linear``-like module row, or a functional ``linear`` / ``addmm``."""
-    return row.op in FC_TYPES or row.op in {"linear", "addmm"}
+    """A fully connected layer: an ``nn.Linear``-like module row, a functional ``linear`` / ``addmm``, or in an
+    ONNX profile a ``Gemm`` / ``MatMul`` node with a weight initializer (parameters), which is what a Linear
+    exports to."""
+    return row.op in FC_TYPES or row.op in {"linear", "addmm"} or (row.op in {"Gemm", "MatMul"} and row.params > 0)
 
 
 def _top(profile: ModelProfile, attr: str, n: int) -> tuple[Ranked, ...]:

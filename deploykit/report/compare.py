@@ -17,14 +17,14 @@ from rich.text import Text
 
 from deploykit.profile.compare import Comparison, ModelSummary
 from deploykit.profile.findings import Ranked
-from deploykit.report.profile_tables import fmt_bytes, fmt_count
+from deploykit.report.profile_tables import fmt_bytes, fmt_count, fmt_time
 
 #: (label, value getter, formatter, show a ratio to the first model)
 _Metric = tuple[str, Callable[[ModelSummary], float | None], Callable[[float], str], bool]
 
 
 def _ms(s: float) -> str:
-    return f"{s * 1e3:.3f} ms"
+    return fmt_time(s)
 
 
 def _pct(x: float) -> str:
@@ -51,7 +51,7 @@ def _metrics(c: Comparison) -> list[_Metric]:
         ("  in memory-bound layers", lambda s: s.memory_bound_share, _pct, False),
     ]
     if any(s.measured_latency_ms is not None for s in c.summaries):
-        metrics.append(("measured latency (CUDA)", lambda s: s.measured_latency_ms, lambda v: f"{v:.3f} ms", True))
+        metrics.append(("measured latency (CUDA)", lambda s: s.measured_latency_ms, lambda v: fmt_time(v / 1e3), True))
     return metrics
 
 
@@ -95,7 +95,7 @@ def finding_lines(s: ModelSummary, device_key: str) -> list[tuple[str, str]]:
         ("most parameters", _ranked(f.top_params, fmt_count)),
         ("most FLOPs", _ranked(f.top_flops, fmt_count)),
         ("largest activation", _ranked(f.top_act_bytes, fmt_bytes)),
-        (f"slowest on the {device_key} roofline", _ranked(f.slowest, lambda t: f"{t * 1e6:.1f} µs")),
+        (f"slowest on the {device_key} roofline", _ranked(f.slowest, fmt_time)),
         ("inference activation peak during", s.inference_peak_layer),
         ("training step peak in", s.training_peak_phase or "-"),
     ]

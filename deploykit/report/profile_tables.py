@@ -34,6 +34,28 @@ def fmt_count(n: float) -> str:
     return f"{n:g}" if isinstance(n, float) else str(n)
 
 
+def fmt_sig(v: float) -> str:
+    """Three significant digits without an exponent: ``1234.5`` -> ``"1235"``, ``12.34`` -> ``"12.3"``,
+    ``0.01234`` -> ``"0.0123"``; 0 stays ``"0"``."""
+    a = abs(v)
+    if a >= 100:
+        return f"{v:.0f}"
+    if a >= 10:
+        return f"{v:.1f}"
+    if a >= 1:
+        return f"{v:.2f}"
+    return f"{v:.3g}" if a >= 1e-6 else ("0" if v == 0 else f"{v:.2e}")
+
+
+def fmt_time(seconds: float) -> str:
+    """A duration in the unit that keeps three significant digits: ``3.2e-8`` -> ``"32.0 ns"``, ``1.24e-5`` ->
+    ``"12.4 µs"``, ``0.0361`` -> ``"36.1 ms"``."""
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
+        if abs(seconds) >= scale:
+            return f"{fmt_sig(seconds / scale)} {unit}"
+    return f"{fmt_sig(seconds / 1e-9)} ns"
+
+
 def fmt_bytes(n: float) -> str:
     """Bytes in decimal units: ``3211264`` -> ``"3.21 MB"``."""
     for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
@@ -112,7 +134,7 @@ def profile_table(
         "Act": fmt_bytes(profile.total_act_bytes),
         "Traffic": fmt_bytes(profile.total_traffic_bytes),
         "FLOP/B": f"{profile.total_flops / profile.total_traffic_bytes:.1f}" if profile.total_traffic_bytes else "",
-        "Roof µs": f"{tot_t * 1e6:.1f}",
+        "Roof µs": fmt_sig(tot_t * 1e6),
         "Share": "100%",
     }
     for name, justify in (
@@ -140,7 +162,7 @@ def profile_table(
             "Traffic": fmt_bytes(layer.traffic_bytes) if layer.traffic_bytes else "",
             "FLOP/B": f"{layer.intensity:.1f}" if layer.intensity is not None else "",
             "Bound": Text(bound, style=style),
-            "Roof µs": f"{c['roofline_us']:.2f}" if c["roofline_us"] is not None else "",
+            "Roof µs": fmt_sig(c["roofline_us"]) if c["roofline_us"] is not None else "",
             "Share": f"{c['time_share'] * 100:.1f}%" if c["time_share"] is not None else "",
         }
         table.add_row(*cells.values())
@@ -164,11 +186,11 @@ def findings_renderable(profile: ModelProfile, roof: RooflineProfile, f: Finding
         _ranked_line("Most FLOPs", f.top_flops, fmt_count),
         _ranked_line("Largest activations", f.top_act_bytes, fmt_bytes),
         _ranked_line("Most memory traffic", f.top_traffic_bytes, fmt_bytes),
-        _ranked_line(f"Slowest on the {roof.device.key} roofline", f.slowest, lambda s: f"{s * 1e6:.1f} µs"),
+        _ranked_line(f"Slowest on the {roof.device.key} roofline", f.slowest, fmt_time),
         Text.assemble(
             ("Memory-bound on " + roof.device.key + ": ", "bold"),
             f"{len(f.memory_bound)} of {sum(1 for r in roof.layers if r.bound != '-')} layers, "
-            f"{f.memory_bound_share * 100:.1f}% of the {roof.floor_s * 1e3:.3f} ms roofline floor "
+            f"{f.memory_bound_share * 100:.1f}% of the {fmt_time(roof.floor_s)} roofline floor "
             f"(ridge {ridge:.0f} FLOP/B at {roof.precision}); {mem_names}",
         ),
     ]

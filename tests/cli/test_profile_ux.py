@@ -29,3 +29,33 @@ def test_missing_engine_file_says_file_not_found(monkeypatch: pytest.MonkeyPatch
     assert res.exit_code == 2, res.output
     assert f"--engine: file not found: {missing}" in " ".join(res.output.split())
     assert "manifest" not in res.output
+
+
+def test_onnx_profile_counts_gemm_with_weights_as_fully_connected(tmp_path: Path) -> None:
+    from deploykit.export.onnx import export_module
+    from deploykit.models import create_model
+    from deploykit.profile import get_device, roofline
+    from deploykit.profile.findings import findings
+    from deploykit.profile.onnx_graph import profile_onnx
+
+    module, spec = create_model("lenet", device="cpu")
+    art = export_module(module, spec, out_dir=tmp_path, name="lenet")
+    prof = profile_onnx(art.path)
+    f = findings(prof, roofline(prof, get_device("h100")))
+    fc = sum(m.weight.numel() + m.bias.numel() for m in (module.fc1, module.fc2, module.fc3))
+    assert f.fc_params == fc == 59134  # the three Gemm nodes and their initializers
+    res = RUNNER.invoke(app, ["profile", str(art.path)])
+    assert res.exit_code == 0, res.output
+    assert "fully connected layers hold 59.13 K parameters" in res.output
+
+
+def test_tiny_times_keep_significant_digits() -> None:
+    from deploykit.report.profile_tables import fmt_sig, fmt_time
+
+    assert fmt_time(3.2e-8) == "32.0 ns" and fmt_time(1.24e-5) == "12.4 µs" and fmt_time(0.0361) == "36.1 ms"
+    assert fmt_time(2.5) == "2.50 s" and fmt_sig(0.01234) == "0.0123" and fmt_sig(0) == "0"
+    res = RUNNER.invoke(app, ["profile", "lenet"])
+    assert res.exit_code == 0, res.output
+    text = " ".join(res.output.split())
+    assert "0.000 ms" not in text and " 0.0 µs" not in text
+    assert "ns roofline floor" in text or "µs roofline floor" in text
