@@ -266,9 +266,9 @@ def bench(
     )
     if spec.threads is None and device_type(spec.device) == "cpu":
         spec = dataclasses.replace(spec, threads=default_cpu_threads())
-    err_console.print(plan_line(spec), highlight=False, soft_wrap=True)
     path = None if no_save else output or _default_output(spec)
-    _check_outputs(path, summary)
+    _check_outputs(path, summary)  # before the plan line: a bad -o is the only line printed
+    err_console.print(plan_line(spec), highlight=False, soft_wrap=True)
     progress, report = _progress_reporter()
     # The file is rewritten after every cell: a sweep cut short (time limit, Ctrl-C) keeps what it measured.
     with progress if progress is not None else contextlib.nullcontext():
