@@ -18,13 +18,13 @@ The verdict, per output (a reference ``R`` and the artifact's ``A`` over all val
 * **failed** when the artifact is non-finite where the reference is finite; constant across inputs (all zeros
   included) while the reference varies by more than ``allowed``; ``max |A - R| > allowed``; or ``dep_error >
   dep_rtol`` although the precision's expected rounding (``noise * scale``) is below ``dep_rtol`` of the
-  input-dependent part (so rounding cannot explain it).
-* **inconclusive** (nothing failed, but the check could not have seen a 1% error in the input-dependent part):
-  the reference is all zero; it is below the precision's normal range (fp16: 6.1e-05); it does not vary with the
-  input (fewer than two samples, or the same output for every input); or ``dep_error > dep_rtol`` while the
-  precision's rounding could explain it (the input-dependent part is tiny next to the output's magnitude).
+  input-dependent part, so rounding cannot explain it (with the table's numbers this can happen in fp32 only).
+* **inconclusive** (nothing failed, but the check could not confirm the input-dependent part to ``dep_rtol``,
+  so a 1% error there could have gone unseen): the reference is all zero; it is below the precision's normal
+  range (fp16: 6.1e-05); it does not vary with the input (fewer than two samples, or the same output for every
+  input); or ``dep_error > dep_rtol`` while the precision's rounding could explain it.
 * **passed** otherwise: every output is within ``allowed`` of the reference *and* its input-dependent part is
-  within ``dep_rtol`` (0.5% for fp32 and fp16) of the reference's, so an error of 1% there would have failed.
+  within ``dep_rtol`` (0.5% for fp32 and fp16) of the reference's, so an error of 1% there would not have passed.
 
 A zero or constant output can satisfy none of this where the reference is not zero or constant: its
 ``dep_error`` is 1. The record also carries the cosine similarity of the whole output with the reference's and,

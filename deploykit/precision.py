@@ -192,18 +192,21 @@ class Precision(str, enum.Enum):
 
 
 _ATOL = 0.0  # no absolute floor: see Tolerance
-# dep_rtol 0.5% for fp32 / tf32 / fp16: a 1% error of the input-dependent part fails. noise: fp32 measured below
-# 2e-6 of the scale on the zoo; fp16 7e-4 (CPU, rounding of input, weights and output); bf16 8x fp16; int8 ~5%.
+# dep_rtol 0.5% for fp32 / tf32 / fp16: a 1% error of the input-dependent part never passes. noise: the rounding
+# error a correct artifact can show, as a share of the output's scale: fp32 5x the 2e-6 measured on the zoo; fp16
+# half its tolerance (7e-4 measured on the CPU, where only I/O and weights are fp16; fp16 accumulation on a GPU
+# adds to it); bf16, int8 their tolerance. A difference of the input-dependent part that this noise can explain is
+# inconclusive, not failed: with these numbers only fp32 can fail on it.
 _FACTS: dict[str, _Facts] = {
     "fp32": _Facts(4, "float32", "float32", "FLOAT", "FLOAT", Tolerance(_ATOL, 1e-4, 5e-3, FP32_MIN_NORMAL, 1e-5),
                    "fp32", "fp32"),
-    "tf32": _Facts(4, "float32", "float32", "FLOAT", "FLOAT", Tolerance(_ATOL, 1e-2, 5e-3, FP32_MIN_NORMAL, 2e-3),
+    "tf32": _Facts(4, "float32", "float32", "FLOAT", "FLOAT", Tolerance(_ATOL, 1e-2, 5e-3, FP32_MIN_NORMAL, 5e-3),
                    "tf32", "fp32"),
-    "fp16": _Facts(2, "float16", "float16", "FLOAT16", "HALF", Tolerance(_ATOL, 1e-2, 5e-3, FP16_MIN_NORMAL, 2e-3),
+    "fp16": _Facts(2, "float16", "float16", "FLOAT16", "HALF", Tolerance(_ATOL, 1e-2, 5e-3, FP16_MIN_NORMAL, 5e-3),
                    "fp16", "fp16"),
-    "bf16": _Facts(2, "bfloat16", None, "BFLOAT16", "BF16", Tolerance(_ATOL, 8e-2, 4e-2, FP32_MIN_NORMAL, 1.6e-2),
+    "bf16": _Facts(2, "bfloat16", None, "BFLOAT16", "BF16", Tolerance(_ATOL, 8e-2, 4e-2, FP32_MIN_NORMAL, 8e-2),
                    "bf16", "fp32"),
-    "int8": _Facts(1, "int8", "int8", "INT8", "INT8", Tolerance(_ATOL, 1.5e-1, 1e-1, FP32_MIN_NORMAL, 5e-2),
+    "int8": _Facts(1, "int8", "int8", "INT8", "INT8", Tolerance(_ATOL, 1.5e-1, 1e-1, FP32_MIN_NORMAL, 1.5e-1),
                    "int8", "fp32", is_float=False),
 }
 

@@ -81,8 +81,6 @@ __all__ = [
 FP16_MAX = 65504.0
 FP16_MIN_NORMAL = 2.0**-14
 
-#: Below this share of its magnitude an output hardly depends on the input (random init); warn.
-LOW_SENSITIVITY = 1e-3
 
 
 def compare_outputs(actual: torch.Tensor, expected: torch.Tensor, tol: Tolerance) -> dict[str, Any]:
