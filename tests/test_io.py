@@ -224,3 +224,20 @@ def test_a_write_cleans_its_folder_once(tmp_path: Path) -> None:
     os.utime(stale, (t, t))
     atomic_write_text(tmp_path / "out.txt", "y")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.txt"]
+
+
+def test_permissions_that_cannot_be_kept_are_said_in_one_line(tmp_path: Path, monkeypatch) -> None:
+    target = tmp_path / "out.txt"
+    target.write_text("old")
+    os.chmod(target, 0o600)
+
+    def refuse(path, mode, **kw):
+        raise PermissionError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(_io.os, "chmod", refuse)
+    res = CliRunner().invoke(app, ["profile", "lenet", "-f", "csv", "-o", str(target)])
+    monkeypatch.undo()
+    assert res.exit_code == 0, res.output
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("warning:") and "could not keep its permissions 0o600" in lines[0]
+    assert target.read_text().startswith("layer") or target.read_text() != "old"
