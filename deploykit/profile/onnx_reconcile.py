@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from deploykit.profile.onnx_graph import _is_float, _load, _torch_params, classify_initializer, profile_onnx
+from deploykit.profile.onnx_graph import profile_onnx
+from deploykit.profile.onnx_load import _is_float, _load, _torch_params, classify_initializer
 
 
 @dataclass(frozen=True)
