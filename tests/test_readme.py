@@ -63,6 +63,7 @@ PREREQUISITES = {
     "deploykit profile deploykit-out/resnet18-fp16.onnx": ["deploykit export resnet18 --fp16"],
     "deploykit evaluate mnist1d-cnn --weights w.safetensors --data mnist1d": [TRAIN_QUICK],
     "deploykit export mnist1d-cnn --weights w.safetensors --data mnist1d": [TRAIN_QUICK],
+    "deploykit profile mnist1d-cnn --weights w.safetensors -f json -o m1d.json": [TRAIN_QUICK],
     "deploykit evaluate mnist1d-cnn -w w.safetensors -d mnist1d --precision fp16 --min-agreement 99.5": [TRAIN_QUICK],
     "deploykit evaluate mnist1d-cnn -w w.safetensors -d mnist1d --onnx-dir onnx/": [TRAIN_QUICK],
     "deploykit evaluate onnx/mnist1d-cnn-dynamic.onnx --weights w.safetensors --data mnist1d -f json": [
