@@ -15,7 +15,7 @@ FORMATS = ("onnx", "trt")
 
 HELP = """Export a model to ONNX, check it, validate it numerically against eager PyTorch, and (when TensorRT and a CUDA GPU are usable, or with --format trt) build a TensorRT engine from it.
 
-MODEL is a registered name (`deploykit list`) or an import path `pkg.module:ClassOrFactory` (with --input-shape). Weights: --weights FILE (safetensors, or a torch state_dict / checkpoint read with weights_only=True; strict: keys and shapes must fit, exit 2) or a torchvision name (DEFAULT); otherwise freshly initialised with --seed. The manifest records their source and sha256.
+MODEL is a registered name (`deploykit list`), an import path `pkg.module:ClassOrFactory` or a file `path/to/file.py:ClassOrFactory` (with --input-shape). Weights: --weights FILE (safetensors, or a torch state_dict / checkpoint read with weights_only=True; strict: keys and shapes must fit, exit 2) or a torchvision name (DEFAULT); otherwise freshly initialised with --seed. The manifest records their source and sha256.
 
 [bold]Files[/] (in --out, default deploykit-out/): `<model>[-fp16][-b<N>|-dynamic].onnx` with the weights embedded, and its manifest `<file>.onnx.json` (model, input/output names, shapes and dtypes, opset, precision, exporter, package versions, sha256, validation results). Written atomically; a graph that fails validation is kept only as `<stem>.failed.onnx` and the command exits 1 with the errors.
 

@@ -14,7 +14,7 @@ FORMATS = ("table", "json", "csv", "markdown")
 HELP = """Per-layer table of a model: output shape, parameters, MACs, FLOPs, weight and activation bytes,
 memory traffic, arithmetic intensity and roofline bound on a GPU, then totals and findings.
 
-MODEL is a registered name (`deploykit list`), an import path `pkg.module:ClassOrFactory` (with
+MODEL is a registered name (`deploykit list`), an import path `pkg.module:ClassOrFactory` or a file `path/to/file.py:ClassOrFactory` (with
 --input-shape), or an ONNX file `model.onnx` (costs computed from the graph with ONNX shape inference).
 
 [bold]Memory[/] (--memory, or a batch sweep `-b 1,64,256`): inference peak of live activations (tensor

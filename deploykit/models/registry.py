@@ -16,6 +16,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -170,6 +171,34 @@ def _apply_overrides(spec: ModelSpec, overrides: dict[str, Any]) -> ModelSpec:
     return replace(spec, input_shape=shape, num_classes=num_classes)
 
 
+def _load_file(file: str, path: str) -> Any:
+    """Import a Python file given by path (``nets/mynet.py``) as a module; its folder goes on ``sys.path`` so
+    that it can import its neighbours."""
+    import importlib.util
+
+    p = Path(file).expanduser().resolve()
+    if not p.is_file():
+        raise InvalidInput(f"cannot import {path!r}: file not found: {file}")
+    import hashlib
+
+    name = f"deploykit_user_{p.stem}_{hashlib.sha256(str(p).encode()).hexdigest()[:8]}"
+    if name in sys.modules:
+        return sys.modules[name]
+    if str(p.parent) not in sys.path:
+        sys.path.insert(0, str(p.parent))
+    spec = importlib.util.spec_from_file_location(name, p)
+    if spec is None or spec.loader is None:
+        raise InvalidInput(f"cannot import {path!r}: {file} is not a Python module")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:  # any import-time failure in user code is reported, not raised
+        del sys.modules[name]
+        raise InvalidInput(f"cannot import {file!r} for {path!r}: {type(exc).__name__}: {exc}") from None
+    return module
+
+
 def _load_import_path(path: str, overrides: dict[str, Any]) -> tuple[ModelSpec, Builder]:
     """Resolve ``package.module:Attr`` (a class or factory) from the current directory or sys.path."""
     module_name, _, attr = path.partition(":")
@@ -177,10 +206,18 @@ def _load_import_path(path: str, overrides: dict[str, Any]) -> tuple[ModelSpec, 
         raise InvalidInput(f"bad import path {path!r}: expected package.module:ClassOrFactory")
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as exc:  # any import-time failure in user code is reported, not raised
-        raise InvalidInput(f"cannot import {module_name!r} for {path!r}: {type(exc).__name__}: {exc}") from None
+    if module_name.endswith(".py"):
+        module = _load_file(module_name, path)
+    else:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            raise InvalidInput(
+                f"cannot import {module_name!r} for {path!r}: {exc} (the current folder {os.getcwd()} is on the "
+                f"path; for a module elsewhere set PYTHONPATH=DIR, or give the file: path/to/file.py:{attr})"
+            ) from None
+        except Exception as exc:  # any import-time failure in user code is reported, not raised
+            raise InvalidInput(f"cannot import {module_name!r} for {path!r}: {type(exc).__name__}: {exc}") from None
     target: Any = module
     for part in attr.split("."):
         if not hasattr(target, part):

@@ -59,3 +59,34 @@ def test_tiny_times_keep_significant_digits() -> None:
     text = " ".join(res.output.split())
     assert "0.000 ms" not in text and " 0.0 µs" not in text
     assert "ns roofline floor" in text or "µs roofline floor" in text
+
+
+TINY = '''import torch.nn as nn
+
+
+class TinyCNN(nn.Sequential):
+    def __init__(self):
+        super().__init__(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten())
+'''
+
+
+def test_a_python_file_path_is_a_model_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "nets").mkdir()
+    (tmp_path / "nets" / "mynet.py").write_text(TINY)
+    monkeypatch.chdir(tmp_path)
+    res = RUNNER.invoke(app, ["profile", "nets/mynet.py:TinyCNN", "--input-shape", "3x8x8", "-f", "json"])
+    assert res.exit_code == 0, res.output
+    import json
+
+    assert json.loads(res.stdout)["totals"]["params"] == 3 * 4 * 9 + 4
+    res = RUNNER.invoke(app, ["profile", "nets/nope.py:TinyCNN", "--input-shape", "3x8x8"])
+    assert res.exit_code == 2 and "file not found: nets/nope.py" in " ".join(res.output.split())
+
+
+def test_a_missing_module_says_what_is_on_the_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    res = RUNNER.invoke(app, ["profile", "no_such_net_module:TinyCNN", "--input-shape", "3x8x8"])
+    text = " ".join(res.output.split())
+    assert res.exit_code == 2 and "No module named 'no_such_net_module'" in text
+    assert f"the current folder {tmp_path} is on the path" in text and "PYTHONPATH=DIR" in text
+    assert "path/to/file.py:TinyCNN" in text and "Traceback" not in text
