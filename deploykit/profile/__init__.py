@@ -21,7 +21,8 @@ from deploykit.profile.memory import (
     memtracker_reference,
     training_memory,
 )
-from deploykit.profile.onnx_graph import ParamReconciliation, profile_onnx, reconcile_params
+from deploykit.profile.onnx_graph import profile_onnx
+from deploykit.profile.onnx_reconcile import ParamReconciliation, reconcile_params
 from deploykit.profile.roofline import LayerRoofline, RooflineProfile, roofline
 from deploykit.profile.types import DTYPE_BYTES, LayerProfile, ModelProfile, aggregate_layers
 

@@ -11,17 +11,7 @@ import torch
 from deploykit.errors import BackendUnavailable, InvalidInput
 from deploykit.models.registry import create_model
 from deploykit.precision import Precision
-from deploykit.profile.memory_results import (  # noqa: F401  (moved; re-exported)
-    _M,
-    MEMORY_SCHEMA,
-    MEMORY_SCHEMA_VERSION,
-    TERMS,
-    InferenceMemory,
-    LayerMemory,
-    MemoryReport,
-    TrainingMemory,
-    _PerLayerMemory,
-)
+from deploykit.profile.optimizers import make_optimizer, train_step
 
 
 @dataclass(frozen=True)
@@ -100,7 +90,6 @@ def memtracker_reference(
     training fields are then 0). This allocates real memory and takes real time: vgg19 with Adam needs
     about 3 GB on the CPU.
     """
-    from deploykit.profile.memory import make_optimizer, train_step  # the model's own training step
 
     MemTracker = _memtracker()
     if dtype not in _TORCH_DTYPES:

@@ -14,24 +14,6 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 from deploykit.profile.formulas import discarded_outputs
-from deploykit.profile.memory_reference import (  # noqa: F401  (moved; re-exported)
-    _TORCH_DTYPES,
-    ReferenceMemory,
-    _memtracker,
-    _snapshot,
-    memtracker_reference,
-)
-from deploykit.profile.memory_results import (  # noqa: F401  (moved; re-exported)
-    _M,
-    MEMORY_SCHEMA,
-    MEMORY_SCHEMA_VERSION,
-    TERMS,
-    InferenceMemory,
-    LayerMemory,
-    MemoryReport,
-    TrainingMemory,
-    _PerLayerMemory,
-)
 
 _aten = torch.ops.aten
 

@@ -175,18 +175,14 @@ from deploykit.profile.types import DTYPE_BYTES, LayerProfile, ModelProfile, Sha
 if TYPE_CHECKING:
     import onnx
 
-    from deploykit.profile.onnx_reconcile import ParamReconciliation, reconcile_params
-
 __all__ = [
     "DATA_MOVEMENT_OPS",
     "FREE_OPS",
     "ONNX_FORMULAS",
     "VIEW_OPS",
     "OnnxNode",
-    "ParamReconciliation",
     "classify_initializer",
     "profile_onnx",
-    "reconcile_params",
     "register_onnx_formula",
 ]
 
@@ -540,16 +536,3 @@ def profile_onnx(
         source="onnx",
         op_categories=dict(sorted(categories.items())),
     )
-
-
-# --- reconciling with the PyTorch module ------------------------------------------------------------------------------
-
-
-def __getattr__(name: str) -> Any:
-    # reconcile_params and ParamReconciliation live in onnx_reconcile, which uses this module's loaders:
-    # re-exported lazily so that neither module needs the other half-imported.
-    if name in ("ParamReconciliation", "reconcile_params"):
-        from deploykit.profile import onnx_reconcile
-
-        return getattr(onnx_reconcile, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -19,7 +19,8 @@ from deploykit.errors import ShapeError
 from deploykit.export.onnx import export_module, load_onnx_artifact
 from deploykit.models import create_model, get_model_spec, run_with_layer_context
 from deploykit.profile import profile_model
-from deploykit.profile.onnx_graph import profile_onnx, reconcile_params
+from deploykit.profile.onnx_graph import profile_onnx
+from deploykit.profile.onnx_reconcile import reconcile_params
 
 #: Models that also get a fixed batch-1 export (the static-shape path is the same code for every model).
 STATIC_CHECK = {"lenet", "mnist1d-cnn", "resnet18"}

@@ -18,7 +18,8 @@ from deploykit.models import ModelSpec
 from deploykit.models.inputs import InputSpec
 from deploykit.profile import profile_model, profile_module
 from deploykit.profile.formulas import rnn_cell_cost
-from deploykit.profile.onnx_graph import einsum_cost, profile_onnx, reconcile_params
+from deploykit.profile.onnx_graph import einsum_cost, profile_onnx
+from deploykit.profile.onnx_reconcile import reconcile_params
 
 F32 = TensorProto.FLOAT
 

@@ -20,7 +20,8 @@ from deploykit.errors import ArtifactError, InvalidInput
 from deploykit.export.onnx import export_module
 from deploykit.models import ModelSpec, create_model
 from deploykit.profile import PRESETS, ModelProfile, profile_model, roofline
-from deploykit.profile.onnx_graph import profile_onnx, reconcile_params
+from deploykit.profile.onnx_graph import profile_onnx
+from deploykit.profile.onnx_reconcile import reconcile_params
 from deploykit.report.profile_tables import profile_markdown
 
 F = TensorProto.FLOAT
