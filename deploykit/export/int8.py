@@ -496,8 +496,9 @@ def quantize_artifact(
     import onnx
 
     from deploykit._io import commit_pair, folder_lock, make_temporary
-    from deploykit.evaluate import _eager_logits, logit_metrics
+    from deploykit.evaluate import _eager_logits
     from deploykit.export.onnx import artifact_stem, manifest_path_for, sha256_file
+    from deploykit.metrics import logit_metrics
 
     opts = options or Int8Options()
     dev = torch.device(device)
