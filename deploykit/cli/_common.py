@@ -107,6 +107,18 @@ def show(renderables: Sequence[Any], output: Path | None = None) -> None:
         out.print(r)
 
 
+def existing_files(folder: Path) -> set[Path]:
+    """The files already in ``folder`` (none when it does not exist), to say later which ones were replaced."""
+    return {p for p in folder.iterdir() if p.is_file()} if folder.is_dir() else set()
+
+
+def report_written(paths: Sequence[Path], before: set[Path]) -> None:
+    """One ``wrote PATH`` line per file on stderr, saying so when it replaced a file that was there before."""
+    for p in paths:
+        note = " (replaced the earlier file)" if Path(p) in before else ""
+        err_console.print(f"wrote {p}{note}", highlight=False, soft_wrap=True)
+
+
 def with_version(doc: dict[str, Any]) -> dict[str, Any]:
     """``doc`` with ``settings.deploykit_version`` set: every JSON document the CLI writes says which deploykit
     wrote it."""

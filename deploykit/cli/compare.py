@@ -7,7 +7,14 @@ from typing import Annotated
 
 import typer
 
-from deploykit.cli._common import emit, err_console, handle_errors, json_text, show
+from deploykit.cli._common import (
+    emit,
+    existing_files,
+    handle_errors,
+    json_text,
+    report_written,
+    show,
+)
 
 FORMATS = ("table", "json", "markdown")
 
@@ -56,7 +63,7 @@ def compare(
     top: Annotated[int, typer.Option(help="How many layers each finding lists.")] = 1,
     format: Annotated[str, typer.Option("--format", "-f", help="table | json | markdown.")] = "table",
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")] = None,
-    plot: Annotated[Path | None, typer.Option(help="Write compare-roofline.png (all models) and <model>-layers.png to this folder.")] = None,
+    plot: Annotated[Path | None, typer.Option(help="Write compare-roofline.png (all models) and compare-<model>-layers.png to this folder.")] = None,
     measure: Annotated[bool, typer.Option("--measure", help="Also measure each model's forward latency on the CUDA GPU (needs CUDA).")] = False,
     iterations: Annotated[int, typer.Option(help="Timed forward passes for --measure.")] = 20,
     weights: Annotated[list[str] | None, typer.Option("--weights", "-w", help="MODEL=PATH (repeatable; PATH alone with one model): that model's weights (safetensors or torch file, or a torchvision name), checked against it (strict keys and shapes, exit 2) and recorded; the counts do not depend on them.")] = None,
@@ -91,8 +98,8 @@ def compare(
     comparison = compare_models(models, options, measured_latency_ms=latencies, measured_device=gpu_name,
                                 weights=given)
     if plot is not None:
-        for w in rc.plot_comparison(comparison, plot, measured_ms=layer_ms or None):
-            err_console.print(f"wrote {w}", highlight=False)
+        before = existing_files(plot)
+        report_written(rc.plot_comparison(comparison, plot, measured_ms=layer_ms or None), before)
     if format == "json":
         text = json_text(rc.compare_document(comparison))
     elif format == "markdown":

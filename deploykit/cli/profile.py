@@ -7,7 +7,16 @@ from typing import Annotated, Any
 
 import typer
 
-from deploykit.cli._common import emit, err_console, handle_errors, json_text, show, split_list
+from deploykit.cli._common import (
+    emit,
+    err_console,
+    existing_files,
+    handle_errors,
+    json_text,
+    report_written,
+    show,
+    split_list,
+)
 
 FORMATS = ("table", "json", "csv", "markdown")
 
@@ -166,13 +175,13 @@ def _plot(run: Any, folder: Path) -> None:
     prof, roof, times = run.profile, run.roofline, run.times
     stem = plot_stem(prof.model)
     measured_ms = dict(times.layer_ms) if times else None
+    before = existing_files(folder)
     written = [
         plot_roofline([(prof, roof)], folder / f"{stem}-roofline.png",
                       measured_ms={prof.model: measured_ms} if measured_ms else None),
         plot_layers(prof, roof, folder / f"{stem}-layers.png", measured_ms=measured_ms),
     ]
-    for w in written:
-        err_console.print(f"wrote {w}", highlight=False)
+    report_written(written, before)
 
 
 def _json(run: Any) -> str:

@@ -152,7 +152,7 @@ def plot_comparison(
     measured_ms: Mapping[str, Mapping[str, float]] | None = None,
 ) -> list[Path]:
     """Write ``compare-roofline.png`` (every model's layers on the same roofline axes) and
-    ``<model>-layers.png`` per model (:mod:`deploykit.report.plots`) into ``folder``.
+    ``compare-<model>-layers.png`` per model (not ``profile --plot``'s ``<model>-layers.png``) (:mod:`deploykit.report.plots`) into ``folder``.
 
     ``measured_ms`` (optional) maps a model name to ``{row name: measured ms}``; measured points and bars
     are drawn where given.
@@ -164,7 +164,7 @@ def plot_comparison(
     written = [plot_roofline(list(zip(c.profiles, c.rooflines, strict=True)), folder / "compare-roofline.png",
                              measured_ms=measured_ms or None)]
     for p, r in zip(c.profiles, c.rooflines, strict=True):
-        written.append(plot_layers(p, r, folder / f"{plot_stem(p.model)}-layers.png",
+        written.append(plot_layers(p, r, folder / f"compare-{plot_stem(p.model)}-layers.png",
                                    measured_ms=measured_ms.get(p.model)))
     return written
 

@@ -90,3 +90,13 @@ def test_a_missing_module_says_what_is_on_the_path(tmp_path: Path, monkeypatch: 
     assert res.exit_code == 2 and "No module named 'no_such_net_module'" in text
     assert f"the current folder {tmp_path} is on the path" in text and "PYTHONPATH=DIR" in text
     assert "path/to/file.py:TinyCNN" in text and "Traceback" not in text
+
+
+def test_plots_say_when_they_replace_a_file_and_compare_does_not_take_profile_names(tmp_path: Path) -> None:
+    res = RUNNER.invoke(app, ["profile", "lenet", "--plot", str(tmp_path), "-f", "json"])
+    assert res.exit_code == 0 and "replaced" not in res.output
+    res = RUNNER.invoke(app, ["compare", "lenet", "d2l-lenet", "--plot", str(tmp_path), "-f", "json"])
+    assert res.exit_code == 0 and "replaced" not in res.output  # compare-<model>-layers.png: its own names
+    assert (tmp_path / "lenet-layers.png").is_file() and (tmp_path / "compare-lenet-layers.png").is_file()
+    res = RUNNER.invoke(app, ["profile", "lenet", "--plot", str(tmp_path), "-f", "json"])
+    assert f"wrote {tmp_path / 'lenet-layers.png'} (replaced the earlier file)" in " ".join(res.output.split())

@@ -110,7 +110,7 @@ def test_plots_with_measured_layer_times(lenets, tmp_path: Path) -> None:
     # measured times for one model only (as from --measure): its layers get hollow markers and a time panel
     measured = {"lenet": {r.name: 0.01 for r in lenets.profiles[0].layers if r.flops}}
     written = plot_comparison(lenets, tmp_path / "figs", measured_ms=measured)
-    assert [w.name for w in written] == ["compare-roofline.png", "lenet-layers.png", "d2l-lenet-layers.png"]
+    assert [w.name for w in written] == ["compare-roofline.png", "compare-lenet-layers.png", "compare-d2l-lenet-layers.png"]
     assert all(w.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for w in written)
 
 
@@ -138,7 +138,7 @@ def test_cli_json_and_plots(tmp_path: Path) -> None:
     assert [m["model"] for m in doc["models"]] == ["lenet", "d2l-lenet"]
     assert doc["models"][0]["params"] == 61706 and doc["models"][0]["input_shape"] == [4, 1, 28, 28]
     assert doc["models"][0]["training_peak_bytes"] is None
-    for name in ("compare-roofline.png", "lenet-layers.png", "d2l-lenet-layers.png"):
+    for name in ("compare-roofline.png", "compare-lenet-layers.png", "compare-d2l-lenet-layers.png"):
         data = (tmp_path / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000, name
 
