@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 import time
@@ -55,6 +56,19 @@ def one_run(model_name: str, pairs: int) -> dict:
     return {name: {"ratios": r, **paired_verdict(r).to_dict()} for name, r in ratios.items()}
 
 
+_LINE = re.compile(r"(identical|\+15%|\+30%) (\w+) x([0-9.]+) \[([0-9.]+), ([0-9.]+)\]")
+
+
+def _parse_log(path: Path) -> list[dict]:
+    """The runs printed as ``run N: identical unchanged x1.029 [0.837, 1.210], +15% ...``."""
+    runs = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("run "):
+            runs.append({m[0]: {"ratios": None, "status": m[1], "ratio": float(m[2]), "ci_low": float(m[3]),
+                                "ci_high": float(m[4])} for m in _LINE.findall(line)})
+    return runs
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=20)
@@ -62,15 +76,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pairs", type=int, default=15)
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/paired-false-alarms-cpu"))
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--from-log", type=Path,
+                    help="summarise the per-run lines a previous invocation printed (no per-pair ratios)")
     args = ap.parse_args(argv)
     if args.child:
         print(json.dumps(one_run(args.model, args.pairs)))
         return 0
-    from deploykit._env import device_name
+    from deploykit._env import device_name, environment
     from deploykit._io import atomic_write_json, atomic_write_text
 
-    runs = []
-    for i in range(args.runs):
+    runs = [] if args.from_log is None else _parse_log(args.from_log)
+    for i in range(args.runs if args.from_log is None else 0):
         out = subprocess.run([sys.executable, __file__, "--child", "--model", args.model, "--pairs", str(args.pairs)],
                              check=True, capture_output=True, text=True).stdout
         runs.append(json.loads(out.strip().splitlines()[-1]))
@@ -86,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
             "median_ratio_min": min(r[k]["ratio"] for r in runs),
             "median_ratio_max": max(r[k]["ratio"] for r in runs),
         }
-    doc = {"model": args.model, "device": device_name("cpu"), "pairs": args.pairs, "tolerance": 0.10,
+    doc = {"model": args.model, "device": device_name(environment("cpu")), "pairs": args.pairs, "tolerance": 0.10,
            "summary": summary, "runs": runs}
     lines = [
         f"# Paired A/B timing on identical code: false alarms and detection ({doc['device']})",
@@ -102,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     for k, s in summary.items():
         lines.append(f"| {k} | {s['regressions']} / {s['runs']} | {s['median_ratio_min']:.3f} - "
                      f"{s['median_ratio_max']:.3f} |")
-    lines += ["", f"Command: `python benchmarks/paired_false_alarms.py --runs {args.runs} --model {args.model} "
+    lines += ["", f"Command: `python benchmarks/paired_false_alarms.py --runs {len(runs)} --model {args.model} "
               f"--pairs {args.pairs}`", ""]
     text = "\n".join(lines)
     atomic_write_json(args.out.with_suffix(".json"), doc)
