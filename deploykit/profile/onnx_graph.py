@@ -333,6 +333,124 @@ def _graph_dtype(model: onnx.ModelProto, values: Mapping[str, _Tensor], inputs: 
     return _DTYPE_OF_ELEM[name]
 
 
+def _aliases(graph: onnx.GraphProto, init_protos: Mapping[str, Any]) -> dict[str, str]:
+    """``Identity(initializer)`` (TorchScript's de-duplication) aliases the initializer itself."""
+    alias: dict[str, str] = {}
+    for node in graph.node:
+        if node.op_type == "Identity" and node.domain in ("", "ai.onnx") and node.input:
+            src = alias.get(node.input[0], node.input[0])
+            if src in init_protos:
+                alias[node.output[0]] = src
+    return alias
+
+
+class _RowNamer:
+    """Row names and module paths from the exporter's metadata: a leaf module's own name, else
+    ``module/op``, else the node's name; repeated names get ``#2``, ``#3``, ..."""
+
+    def __init__(self, graph: onnx.GraphProto) -> None:
+        self.scopes = [_scope(n) for n in graph.node]
+        self.all_modules = {s for sc in self.scopes if sc for s, _ in sc.chain}
+        self.all_modules |= {sc.module for sc in self.scopes if sc}
+        self.module_types = {s: c for sc in self.scopes if sc for s, c in sc.chain}
+        self.counts: dict[str, int] = {}
+
+    def _is_leaf(self, module: str) -> bool:
+        return bool(module) and not any(m.startswith(module + ".") for m in self.all_modules)
+
+    def row(self, index: int, node: onnx.NodeProto) -> tuple[str, str]:
+        """``(module, unique row name)`` of node ``index``."""
+        sc = self.scopes[index]
+        if sc is None:
+            module, base = "", node.name or f"{node.op_type}_{index}"
+        elif sc.leafable and sc.fx_op:
+            module = sc.module
+            base = module if self._is_leaf(module) else (f"{module}/{sc.fx_op}" if module else sc.fx_op)
+        else:
+            module, base = sc.module, node.name or f"{node.op_type}_{index}"
+        k = self.counts.get(base, 0) + 1
+        self.counts[base] = k
+        return module, base if k == 1 else f"{base}#{k}"
+
+
+def _node_cost(
+    op: str, node: onnx.NodeProto, ins: Sequence[str], outs: Sequence[str], in_t: Sequence[_Tensor | None],
+    out_t: Sequence[_Tensor | None], override: int | None,
+) -> tuple[int, int, int, int, list[str]]:
+    """``(macs, flops, act_bytes, traffic_bytes, unsupported)`` of one node from its formula and tensor sizes."""
+    unknown = any(n and (t is None or t.shape is None) for n, t in zip([*ins, *outs], [*in_t, *out_t], strict=True))
+    macs = flops = act = traffic = 0
+    unsupported: list[str] = []
+    if op in FREE_OPS or op in VIEW_OPS:
+        return macs, flops, act, traffic, unsupported
+    if unknown:
+        return macs, flops, act, traffic, [f"{op} (shape unknown)"]
+    formula = ONNX_FORMULAS.get(op)
+    info = OnnxNode(
+        op_type=op,
+        attrs=_attrs(node),
+        inputs=tuple(t.shape if t is not None else None for t in in_t),
+        outputs=tuple(t.shape if t is not None else None for t in out_t),
+    )
+    cost = formula(info) if formula is not None else None
+    if cost is None:
+        unsupported.append(op)
+    else:
+        macs, flops = cost.macs, cost.flops
+    args = _ARGUMENT_INPUTS.get(op, frozenset())
+    read = {n: t for i, (n, t) in enumerate(zip(ins, in_t, strict=True)) if n and t is not None and i not in args}
+    written = [t for n, t in zip(outs, out_t, strict=True) if n and t is not None]
+    act = sum(_nbytes(t, override) for t in written)
+    traffic = sum(_nbytes(t, override) for t in read.values()) + act
+    return macs, flops, act, traffic, unsupported
+
+
+def _claim_initializers(
+    op: str, node: onnx.NodeProto, ins: Sequence[str], init_protos: Mapping[str, Any], seen: set[str],
+    classes: dict[str, int], override: int | None,
+) -> tuple[int, int]:
+    """Classify the initializers this node is the first to read (``classes`` counts elements per class);
+    returns the node's ``(params, param_bytes)``."""
+    params = param_bytes = 0
+    for i, name in enumerate(ins):
+        t = init_protos.get(name)
+        if t is None or name in seen:
+            continue
+        seen.add(name)
+        numel = math.prod(t.dims)
+        kind = classify_initializer(op, i, t.data_type, numel, torch_params=_torch_params(node))
+        classes[kind] += numel
+        if kind == "param":
+            params += numel
+            param_bytes += _nbytes(_Tensor(t.data_type, tuple(t.dims)), override)
+    return params, param_bytes
+
+
+def _io(values: Mapping[str, _Tensor], names: Iterable[str]) -> list[dict[str, Any]]:
+    return [
+        {"name": n, "shape": list(values[n].shape or ()), "dtype": _type_name(values[n].elem_type).lower()}
+        for n in names
+        if n in values
+    ]
+
+
+def _count_fold(
+    node: onnx.NodeProto, ins: Sequence[str], out_t: Sequence[_Tensor | None], init_protos: Mapping[str, Any],
+    folded: dict[str, int],
+) -> int:
+    """Record a BatchNorm the exporter folded into this Conv / Gemm in ``folded`` (module path -> affine
+    parameter elements); returns the elements of the bias the fold gave a bias-less node."""
+    out_shape = out_t[0].shape if out_t and out_t[0] is not None else None
+    fold = _folded_batchnorm(node, out_shape[1] if out_shape is not None and len(out_shape) > 1 else None)
+    if fold is None:
+        return 0
+    folded[fold[0]] = folded.get(fold[0], 0) + fold[1]
+    # the fold gives a bias-less node the bias ``<weight>_bias`` (dropped again when it is all zero)
+    if len(ins) > 2 and len(ins[1]) and ins[2] == f"{ins[1]}_bias" and ins[2] in init_protos:
+        return math.prod(init_protos[ins[2]].dims)
+    return 0
+
+
 def profile_onnx(
     path: str | os.PathLike[str],
     *,
@@ -382,29 +500,8 @@ def profile_onnx(
     opset = next((int(o.version) for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
     producer = f"{model.producer_name} {model.producer_version}".strip()
 
-    # ``Identity(initializer)`` (TorchScript's de-duplication) aliases the initializer itself.
-    alias: dict[str, str] = {}
-    for node in graph.node:
-        if node.op_type == "Identity" and node.domain in ("", "ai.onnx") and node.input:
-            src = alias.get(node.input[0], node.input[0])
-            if src in init_protos:
-                alias[node.output[0]] = src
-
-    scopes = [_scope(n) for n in graph.node]
-    all_modules = {s for sc in scopes if sc for s, _ in sc.chain}
-    all_modules |= {sc.module for sc in scopes if sc}
-    module_types = {s: c for sc in scopes if sc for s, c in sc.chain}
-
-    def is_leaf(module: str) -> bool:
-        return bool(module) and not any(m.startswith(module + ".") for m in all_modules)
-
-    name_counts: dict[str, int] = {}
-
-    def unique(base: str) -> str:
-        k = name_counts.get(base, 0) + 1
-        name_counts[base] = k
-        return base if k == 1 else f"{base}#{k}"
-
+    alias = _aliases(graph, init_protos)
+    namer = _RowNamer(graph)
     seen_inits: set[str] = set()
     classes = {"param": 0, "buffer": 0, "constant": 0}
     folded: dict[str, int] = {}  # BatchNorm module path -> affine parameter elements folded away
@@ -417,71 +514,23 @@ def profile_onnx(
         ins = [alias.get(n, n) for n in node.input]
         outs = list(node.output)
 
-        params = param_bytes = 0
-        for i, name in enumerate(ins):
-            t = init_protos.get(name)
-            if t is None or name in seen_inits:
-                continue
-            seen_inits.add(name)
-            numel = math.prod(t.dims)
-            kind = classify_initializer(op, i, t.data_type, numel, torch_params=_torch_params(node))
-            classes[kind] += numel
-            if kind == "param":
-                params += numel
-                param_bytes += _nbytes(_Tensor(t.data_type, tuple(t.dims)), override)
+        params, param_bytes = _claim_initializers(op, node, ins, init_protos, seen_inits, classes, override)
 
         in_t = [values.get(n) if n else None for n in ins]
         out_t = [values.get(n) if n else None for n in outs]
-        unknown = any(n and (t is None or t.shape is None) for n, t in zip([*ins, *outs], [*in_t, *out_t], strict=True))
-        macs = flops = act = traffic = 0
-        unsupported: list[str] = []
-        if op in FREE_OPS or op in VIEW_OPS:
-            pass
-        elif unknown:
-            unsupported.append(f"{op} (shape unknown)")
-        else:
-            formula = ONNX_FORMULAS.get(op)
-            info = OnnxNode(
-                op_type=op,
-                attrs=_attrs(node),
-                inputs=tuple(t.shape if t is not None else None for t in in_t),
-                outputs=tuple(t.shape if t is not None else None for t in out_t),
-            )
-            cost = formula(info) if formula is not None else None
-            if cost is None:
-                unsupported.append(op)
-            else:
-                macs, flops = cost.macs, cost.flops
-            args = _ARGUMENT_INPUTS.get(op, frozenset())
-            read = {n: t for i, (n, t) in enumerate(zip(ins, in_t, strict=True)) if n and t is not None and i not in args}
-            written = [t for n, t in zip(outs, out_t, strict=True) if n and t is not None]
-            act = sum(_nbytes(t, override) for t in written)
-            traffic = sum(_nbytes(t, override) for t in read.values()) + act
+        macs, flops, act, traffic, unsupported = _node_cost(op, node, ins, outs, in_t, out_t, override)
 
         cat = UNSUPPORTED if unsupported else onnx_category(op)
         if categories.get(op) != UNSUPPORTED:
             categories[op] = cat
 
         if op in ("Conv", "ConvTranspose", "Gemm"):
-            out_shape = out_t[0].shape if out_t and out_t[0] is not None else None
-            fold = _folded_batchnorm(node, out_shape[1] if out_shape is not None and len(out_shape) > 1 else None)
-            if fold is not None:
-                folded[fold[0]] = folded.get(fold[0], 0) + fold[1]
-                # the fold gives a bias-less node the bias ``<weight>_bias`` (dropped again when it is all zero)
-                if len(ins) > 2 and len(ins[1]) and ins[2] == f"{ins[1]}_bias" and ins[2] in init_protos:
-                    fused_bias += math.prod(init_protos[ins[2]].dims)
+            fused_bias += _count_fold(node, ins, out_t, init_protos, folded)
 
-        sc = scopes[index]
-        if sc is None:
-            module, base = "", node.name or f"{node.op_type}_{index}"
-        elif sc.leafable and sc.fx_op:
-            module = sc.module
-            base = module if is_leaf(module) else (f"{module}/{sc.fx_op}" if module else sc.fx_op)
-        else:
-            module, base = sc.module, node.name or f"{node.op_type}_{index}"
+        module, name = namer.row(index, node)
         rows.append(
             LayerProfile(
-                name=unique(base),
+                name=name,
                 module=module,
                 op=op,
                 kind="onnx",
@@ -504,21 +553,14 @@ def profile_onnx(
     first = values.get(inputs[0]) if inputs else None
     input_shape: Shape = first.shape if first is not None and first.shape is not None else (batch,)
 
-    def io(names: Iterable[str]) -> list[dict[str, Any]]:
-        return [
-            {"name": n, "shape": list(values[n].shape or ()), "dtype": _type_name(values[n].elem_type).lower()}
-            for n in names
-            if n in values
-        ]
-
     spec = {
         "file": os.fspath(p),
         "format": "onnx",
         "opset": opset,
         "producer": producer,
         "batch_size": batch,
-        "inputs": io(inputs),
-        "outputs": io(o.name for o in graph.output),
+        "inputs": _io(values, inputs),
+        "outputs": _io(values, (o.name for o in graph.output)),
         "nodes": len(graph.node),
         "initializers": {"params": classes["param"], "buffers": classes["buffer"], "constants": classes["constant"],
                          "unused": unused, "folded_batchnorm": sum(folded.values()), "fused_bias": fused_bias},
@@ -531,7 +573,7 @@ def profile_onnx(
         dtype=label,
         layers=tuple(rows),
         unused_params=unused,
-        module_types=module_types,
+        module_types=namer.module_types,
         spec=spec,
         source="onnx",
         op_categories=dict(sorted(categories.items())),
