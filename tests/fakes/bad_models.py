@@ -44,3 +44,26 @@ class NoParams(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.relu(x)
+
+
+class Fast(nn.Module):
+    """One small linear layer (input 4): the baseline of the check-ab tests."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x)
+
+
+class Slow(Fast):
+    """The same layer plus 3 ms of busy waiting: a candidate that is unmistakably slower."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        import time
+
+        end = time.perf_counter() + 0.003
+        while time.perf_counter() < end:
+            pass
+        return super().forward(x)

@@ -196,3 +196,41 @@ def test_baselines_from_different_devices_are_refused() -> None:
                         regime={"device_type": "cpu"}, spec={}, created_utc="x")
     with pytest.raises(ArtifactError, match="different devices"):
         compare_results(_run([1.0] * 5), [_run([1.0] * 5), other])
+
+
+# ------------------------------------------------------------------------------------- check-ab (paired)
+def test_check_ab_calls_an_unmistakable_slowdown_a_regression(tmp_path: Path) -> None:
+    out = tmp_path / "ab.json"
+    res = RUNNER.invoke(app, ["check-ab", "fakes.bad_models:Fast", "fakes.bad_models:Slow", "--input-shape", "4",
+                              "--rounds", "6", "--json", str(out)])
+    assert res.exit_code == 1, res.output
+    assert res.stderr.startswith("REGRESSION: fakes.bad_models:Slow / fakes.bad_models:Fast = x")
+    doc = json.loads(out.read_text())
+    assert doc["status"] == "regression" and len(doc["ratios"]) == 6 and min(doc["ratios"]) > 1.5
+
+
+def test_check_ab_on_the_same_model_is_not_a_regression() -> None:
+    # tolerance 50%: identical code would need a median ratio above 1.5 with all but the extreme rounds above 1
+    res = RUNNER.invoke(app, ["check-ab", "fakes.bad_models:Fast", "fakes.bad_models:Fast", "--input-shape", "4",
+                              "--rounds", "6", "--calls", "20", "--tolerance", "50%"])
+    assert res.exit_code == 0, res.output
+    assert res.stdout.startswith(("UNCHANGED", "IMPROVEMENT"))
+
+
+@pytest.mark.parametrize(
+    ("args", "code"),
+    [
+        (["--rounds", "3"], 2),
+        (["--device", "tpu"], 2),
+        (["--calls", "0"], 2),
+    ],
+)
+def test_check_ab_bad_options_are_one_line(args: list[str], code: int) -> None:
+    res = RUNNER.invoke(app, ["check-ab", "fakes.bad_models:Fast", "fakes.bad_models:Fast", "--input-shape", "4",
+                              *args])
+    assert res.exit_code == code and len(res.stderr.strip().splitlines()) == 1, res.output
+
+
+def test_check_ab_refuses_models_with_different_inputs() -> None:
+    res = RUNNER.invoke(app, ["check-ab", "lenet", "mnist1d-cnn"])
+    assert res.exit_code == 2 and "different inputs" in res.stderr
