@@ -25,7 +25,7 @@ Steps (:func:`quantize_artifact`):
    is no code path that makes calibration inputs up.
 4. **Validation on held-out data**: the **test** split, which must not overlap the calibration samples (checked
    sample by sample, refused unless ``allow_overlap``). The INT8 model's logits are compared with eager PyTorch
-   fp32 with :func:`deploykit.evaluate.logit_metrics` (top-1, top-1 agreement, logit errors, cosine) and the
+   fp32 with :func:`deploykit.metrics.logit_metrics` (top-1, top-1 agreement, logit errors, cosine) and the
    accuracy drop (fp32 top-1 minus INT8 top-1, in percentage points) is gated by ``max_accuracy_drop``
    (default :data:`DEFAULT_MAX_ACCURACY_DROP` point). A model that misses it is kept as ``<stem>.failed.onnx``
    and :class:`ValidationError` (exit 1) says the measured drop. With random weights (no trained model) the
@@ -457,7 +457,7 @@ def ort_int8_kernels(path: str | os.PathLike[str], device: str | torch.device = 
 
 # ------------------------------------------------------------------------------------------------ the export
 def _logits(path: Path, data: LabelledData, device: torch.device, batch: int) -> torch.Tensor:
-    from deploykit.evaluate import _run_onnx
+    from deploykit.export.logits import _run_onnx
 
     return _run_onnx(path, data, device, batch)[0]
 
@@ -496,7 +496,7 @@ def quantize_artifact(
     import onnx
 
     from deploykit._io import commit_pair, folder_lock, make_temporary
-    from deploykit.evaluate import _eager_logits
+    from deploykit.export.logits import _eager_logits
     from deploykit.export.onnx import artifact_stem, manifest_path_for, sha256_file
     from deploykit.metrics import logit_metrics
 
