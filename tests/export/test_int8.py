@@ -275,3 +275,16 @@ def test_tensorrt_takes_the_qdq_graph_strongly_typed(fp32, tmp_path: Path, monke
     assert not any("set_flag" in c and "INT8" in c for c in fake.calls)
     q = eng.manifest["precision"]["quantization"]
     assert q["method"] == "minmax" and q["samples"] == 64 and q["sha256"] == res.artifact.manifest["sha256"]
+
+
+def test_evaluate_skips_int8_when_nothing_is_held_out(trained: Path, tmp_path: Path) -> None:
+    """A single-set .npz is evaluated whole: its 80% calibration part (about 160 samples) overlaps it, so int8 is skipped, not faked."""
+    from deploykit.data import load_data
+    from deploykit.evaluate import evaluate_model
+
+    test = load_data("mnist1d", (1, 40), num_classes=10).test
+    f = tmp_path / "one.npz"
+    np.savez(f, x=test.x[:200].numpy(), y=test.y[:200].numpy())
+    ev = evaluate_model("mnist1d-cnn", str(f), weights=trained, precisions=["int8"], tensorrt=False)
+    row = ev.row("onnx int8")
+    assert row.status == "skipped" and "of 200 samples with the evaluated data" in row.reason
