@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -272,6 +272,54 @@ def inference_memory(
 
 
 
+def _steady_optimizer(module: nn.Module, opt: torch.optim.Optimizer) -> list[torch.Tensor]:
+    """A first step creates the optimizer state, so that the measured step is a steady one. Its forward and
+    backward would change nothing: step() on zero gradients runs the same state initialisation. Returns the
+    trainable parameters."""
+    params = [p for p in module.parameters() if p.requires_grad]
+    for p in params:
+        p.grad = torch.zeros_like(p)
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    return params
+
+
+def _saved_tensor_hooks(
+    tracker: _Tracker, saved: dict[int, tuple[int, str]]
+) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    """``saved_tensors_hooks`` pack/unpack: record each activation storage saved for backward once (bytes, the
+    row that saved it) in ``saved``, and attribute backward work to the row whose tensors it unpacks."""
+
+    def pack(t: torch.Tensor) -> tuple[torch.Tensor, str]:
+        label = tracker.current.label if tracker.current is not None else tracker.where
+        if t.device.type == "meta":
+            key = t.untyped_storage()._cdata
+            entry = tracker.entries.get(key)
+            if entry is not None and entry.category == "activations" and key not in saved:
+                saved[key] = (entry.nbytes, label)
+        return t, label
+
+    def unpack(packed: tuple[torch.Tensor, str]) -> torch.Tensor:
+        if tracker.phase == "backward":
+            tracker.set_where(packed[1])
+        return packed[0]
+
+    return pack, unpack
+
+
+def _resident(
+    module: nn.Module, opt: torch.optim.Optimizer, tracker: _Tracker, x: torch.Tensor, tgt: torch.Tensor
+) -> dict[str, int]:
+    """What stays allocated across the step: parameters, buffers, optimizer state, input and targets."""
+    state = [v for s in opt.state.values() for v in s.values() if isinstance(v, torch.Tensor) and v.device.type == "meta"]
+    return {
+        "params": _unique_bytes(module.parameters(), tracker),
+        "buffers": _unique_bytes(module.buffers(), tracker),
+        "optimizer_state": _unique_bytes(iter(state), tracker),
+        "input": tracker.storage_bytes(x) + tracker.storage_bytes(tgt),
+    }
+
+
 def training_memory(
     model: str | nn.Module,
     *,
@@ -309,32 +357,11 @@ def training_memory(
     tgt = torch.zeros(x.shape[0], dtype=torch.long, device="meta")
     opt = make_optimizer(optimizer, module.parameters(), foreach=use_foreach)
     dropout = _FusedDropout() if target == "cuda" else contextlib.nullcontext()
-    # A first step creates the optimizer state, so that the measured step is a steady one. Its forward and
-    # backward would change nothing: step() on zero gradients runs the same state initialisation.
-    params = [p for p in module.parameters() if p.requires_grad]
-    for p in params:
-        p.grad = torch.zeros_like(p)
-    opt.step()
-    opt.zero_grad(set_to_none=True)
-
+    params = _steady_optimizer(module, opt)
     tracker = _Tracker("meta", DTYPE_BYTES[dtype], TARGET_GRANULARITY_BYTES[target])
     hooks = [p.register_post_accumulate_grad_hook(lambda p: tracker.reclassify(p.grad, "gradients")) for p in params]
     saved: dict[int, tuple[int, str]] = {}
-
-    def pack(t: torch.Tensor) -> tuple[torch.Tensor, str]:
-        label = tracker.current.label if tracker.current is not None else tracker.where
-        if t.device.type == "meta":
-            key = t.untyped_storage()._cdata
-            entry = tracker.entries.get(key)
-            if entry is not None and entry.category == "activations" and key not in saved:
-                saved[key] = (entry.nbytes, label)
-        return t, label
-
-    def unpack(packed: tuple[torch.Tensor, str]) -> torch.Tensor:
-        if tracker.phase == "backward":
-            tracker.set_where(packed[1])
-        return packed[0]
-
+    pack, unpack = _saved_tensor_hooks(tracker, saved)
     labels: dict[str, str] = {}
     outputs: list[Any] = []
 
@@ -366,15 +393,12 @@ def training_memory(
         for h in hooks:
             h.remove()
 
-    param_bytes = _unique_bytes(module.parameters(), tracker)
-    buffer_bytes = _unique_bytes(module.buffers(), tracker)
-    state = [v for s in opt.state.values() for v in s.values() if isinstance(v, torch.Tensor) and v.device.type == "meta"]
-    state_bytes = _unique_bytes(iter(state), tracker)
-    input_bytes = tracker.storage_bytes(x) + tracker.storage_bytes(tgt)
+    resident = _resident(module, opt, tracker, x, tgt)
+    param_bytes, buffer_bytes = resident["params"], resident["buffers"]
+    state_bytes, input_bytes = resident["optimizer_state"], resident["input"]
     saved_by_label: dict[str, int] = {}
     for nbytes, label in saved.values():
         saved_by_label[label] = saved_by_label.get(label, 0) + nbytes
-    resident = {"params": param_bytes, "buffers": buffer_bytes, "optimizer_state": state_bytes, "input": input_bytes}
     breakdown = resident | {
         c: tracker.peak_categories.get(c, 0) for c in ("activations", "gradients", "temporaries", "optimizer_temporaries")
     }
