@@ -158,6 +158,8 @@ def check_output_dir(folder: str | os.PathLike[str]) -> Path:
                                 f"bytes, at most {_NAME_MAX})")
     real = Path(os.path.realpath(p))
     for kernel_fs in ("/proc", "/sys", "/dev"):
+        if kernel_fs == "/dev" and (real == Path("/dev/shm") or Path("/dev/shm") in real.parents):
+            continue  # a tmpfs for files, unlike the rest of /dev
         if real == Path(kernel_fs) or Path(kernel_fs) in real.parents:
             raise ArtifactError(f"cannot write into {_short(text)}: {real} is under {kernel_fs}, not a place for "
                                 "output files")

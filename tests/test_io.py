@@ -241,3 +241,12 @@ def test_permissions_that_cannot_be_kept_are_said_in_one_line(tmp_path: Path, mo
     lines = [line for line in res.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("warning:") and "could not keep its permissions 0o600" in lines[0]
     assert target.read_text().startswith("layer") or target.read_text() != "old"
+
+
+def test_output_folders_under_dev_are_refused_except_dev_shm() -> None:
+    from deploykit._io import check_output_dir
+
+    with pytest.raises(ArtifactError, match="under /dev"):
+        check_output_dir("/dev/full/out")
+    if os.path.isdir("/dev/shm"):
+        assert check_output_dir("/dev/shm/deploykit-out") == Path("/dev/shm/deploykit-out")  # a tmpfs: allowed
