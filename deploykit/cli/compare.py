@@ -15,6 +15,7 @@ from deploykit.cli._common import (
     report_written,
     show,
 )
+from deploykit.profile.devices import PRESETS
 
 FORMATS = ("table", "json", "markdown")
 
@@ -57,7 +58,7 @@ def compare(
     models: Annotated[list[str], typer.Argument(help="Two or more registered model names (see `deploykit list`).")],
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Samples per batch.")] = 1,
     dtype: Annotated[str, typer.Option(help="fp32 | tf32 | fp16 | bf16 | int8: element size and roofline peak.")] = "fp32",
-    gpu: Annotated[str, typer.Option(help="Roofline device preset: h100, h200, h100-measured, a100, l4, t4, rtx4090, rtx3050-laptop, cpu.")] = "h100",
+    gpu: Annotated[str, typer.Option(help=f"Roofline device preset: {', '.join(PRESETS)}.")] = "h100",
     optimizer: Annotated[str, typer.Option(help="Optimizer of the training-step memory: sgd, sgd-momentum, adam, adamw, or none.")] = "adam",
     memory_target: Annotated[str, typer.Option(help="Allocator the memory model follows: cuda (512-byte blocks) or cpu.")] = "cuda",
     top: Annotated[int, typer.Option(help="How many layers each finding lists.")] = 1,

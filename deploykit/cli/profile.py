@@ -17,6 +17,7 @@ from deploykit.cli._common import (
     show,
     split_list,
 )
+from deploykit.profile.devices import PRESETS
 
 FORMATS = ("table", "json", "csv", "markdown")
 
@@ -86,7 +87,7 @@ def profile(
     num_classes: Annotated[int | None, typer.Option(help="Number of output classes.")] = None,
     in_channels: Annotated[int | None, typer.Option(help="Input channels (models that allow it).")] = None,
     dtype: Annotated[str | None, typer.Option(help="fp32 | tf32 | fp16 | bf16 | int8: element size and roofline peak (default fp32; an ONNX file: its own types).")] = None,
-    gpu: Annotated[str, typer.Option(help="Roofline device preset: h100, h200, h100-measured, a100, l4, t4, rtx4090, rtx3050-laptop, cpu.")] = "h100",
+    gpu: Annotated[str, typer.Option(help=f"Roofline device preset: {', '.join(PRESETS)}.")] = "h100",
     peak_tflops: Annotated[float | None, typer.Option(help="Custom matrix peak in TFLOP/s (with --bandwidth-gbs).")] = None,
     bandwidth_gbs: Annotated[float | None, typer.Option(help="Custom memory bandwidth in GB/s (with --peak-tflops).")] = None,
     depth: Annotated[int | None, typer.Option(help="Aggregate rows by module depth (like torchinfo).")] = None,

@@ -1,61 +1,46 @@
-"""Profiling: ``(module, input) -> ModelProfile`` (per-layer costs), memory model, ONNX graph profile, comparison, roofline, device presets."""
+"""Profiling: ``(module, input) -> ModelProfile`` (per-layer costs), memory model, ONNX graph profile, comparison,
+roofline, device presets.
 
-from deploykit.profile.compare import (
-    CompareOptions,
-    Comparison,
-    ModelSummary,
-    compare_models,
-    summarize_model,
-)
-from deploykit.profile.counter import profile_model, profile_module
-from deploykit.profile.devices import PRESETS, DevicePreset, custom_device, get_device
-from deploykit.profile.memory import (
-    OPTIMIZERS,
-    InferenceMemory,
-    LayerMemory,
-    MemoryReport,
-    ReferenceMemory,
-    TrainingMemory,
-    inference_memory,
-    memory_report,
-    memtracker_reference,
-    training_memory,
-)
-from deploykit.profile.onnx_graph import profile_onnx
-from deploykit.profile.onnx_reconcile import ParamReconciliation, reconcile_params
-from deploykit.profile.roofline import LayerRoofline, RooflineProfile, roofline
-from deploykit.profile.types import DTYPE_BYTES, LayerProfile, ModelProfile, aggregate_layers
+Names load on first use, so ``deploykit.profile.devices`` (the preset table the command-line help lists) can be
+read without importing torch.
+"""
 
-__all__ = [
-    "DTYPE_BYTES",
-    "OPTIMIZERS",
-    "PRESETS",
-    "CompareOptions",
-    "Comparison",
-    "DevicePreset",
-    "InferenceMemory",
-    "LayerMemory",
-    "LayerProfile",
-    "LayerRoofline",
-    "MemoryReport",
-    "ModelProfile",
-    "ModelSummary",
-    "ParamReconciliation",
-    "ReferenceMemory",
-    "RooflineProfile",
-    "TrainingMemory",
-    "aggregate_layers",
-    "compare_models",
-    "custom_device",
-    "get_device",
-    "inference_memory",
-    "memory_report",
-    "memtracker_reference",
-    "profile_model",
-    "profile_module",
-    "profile_onnx",
-    "reconcile_params",
-    "roofline",
-    "summarize_model",
-    "training_memory",
-]
+from __future__ import annotations
+
+from deploykit._lazy import lazy_exports
+
+_EXPORTS: dict[str, str] = {
+    "CompareOptions": "deploykit.profile.compare",
+    "Comparison": "deploykit.profile.compare",
+    "DTYPE_BYTES": "deploykit.profile.types",
+    "DevicePreset": "deploykit.profile.devices",
+    "InferenceMemory": "deploykit.profile.memory",
+    "LayerMemory": "deploykit.profile.memory",
+    "LayerProfile": "deploykit.profile.types",
+    "LayerRoofline": "deploykit.profile.roofline",
+    "MemoryReport": "deploykit.profile.memory",
+    "ModelProfile": "deploykit.profile.types",
+    "ModelSummary": "deploykit.profile.compare",
+    "OPTIMIZERS": "deploykit.profile.memory",
+    "PRESETS": "deploykit.profile.devices",
+    "ParamReconciliation": "deploykit.profile.onnx_reconcile",
+    "ReferenceMemory": "deploykit.profile.memory",
+    "RooflineProfile": "deploykit.profile.roofline",
+    "TrainingMemory": "deploykit.profile.memory",
+    "aggregate_layers": "deploykit.profile.types",
+    "compare_models": "deploykit.profile.compare",
+    "custom_device": "deploykit.profile.devices",
+    "get_device": "deploykit.profile.devices",
+    "inference_memory": "deploykit.profile.memory",
+    "memory_report": "deploykit.profile.memory",
+    "memtracker_reference": "deploykit.profile.memory",
+    "profile_model": "deploykit.profile.counter",
+    "profile_module": "deploykit.profile.counter",
+    "profile_onnx": "deploykit.profile.onnx_graph",
+    "reconcile_params": "deploykit.profile.onnx_reconcile",
+    "roofline": "deploykit.profile.roofline",
+    "summarize_model": "deploykit.profile.compare",
+    "training_memory": "deploykit.profile.memory",
+}
+
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
