@@ -138,8 +138,9 @@ def _base_profile(o: ProfileOptions) -> tuple[Any, Any, Any]:
 
 def run_profile(options: ProfileOptions) -> ProfileRun:
     """Profile the model as ``options`` say; returns data (nothing is printed or written)."""
-    from deploykit.profile import aggregate_layers, get_device, roofline
+    from deploykit.profile import aggregate_layers, get_device
     from deploykit.profile.findings import findings
+    from deploykit.profile.roofline import roofline
 
     o = options
     prof, times, ceilings = _base_profile(o)

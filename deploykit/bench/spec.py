@@ -27,7 +27,7 @@ PRECISIONS = Precision.names(*TORCH_PRECISIONS, Precision.INT8)
 INT8_BACKENDS = ("ort", "trt")
 
 #: What ``deploykit bench`` runs when no ``--backend`` / ``--precision`` / ``--batch`` is given.
-DEFAULTS: dict[str, dict[str, tuple[Any, ...]]] = {
+DEFAULTS: dict[str, dict[str, Any]] = {
     "cuda": {"backends": BACKENDS, "precisions": ("fp32", "fp16"), "batches": (1, 64)},
     "cpu": {"backends": ("eager", "ort"), "precisions": ("fp32",), "batches": (1,)},
 }

@@ -153,7 +153,7 @@ def _options(model: str, batch_size: str | None, input_shape: str | None, image_
         overrides=ModelOverrides(input_shape=input_shape, image_size=image_size, num_classes=num_classes,
                                  in_channels=in_channels),
         dtype=Precision.parse(dtype, what="dtype") if dtype is not None else None,
-        device=custom_device(peak_tflops, bandwidth_gbs) if custom else get_device(gpu),  # type: ignore[arg-type]
+        device=custom_device(peak_tflops, bandwidth_gbs) if custom else get_device(gpu),
         depth=depth, top=top, trace_device=trace_device, inputs=input_spec(input_dtype, input_range),
         convention=convention, measure=measure, iterations=iterations, engine=engine, memory=memory,
         optimizer=None if optimizer == "none" else optimizer, memory_target=memory_target, weights=weights,

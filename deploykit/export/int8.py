@@ -181,7 +181,7 @@ def calibration_splits(
 
     splits = load(source)
     train, test = splits.for_training()
-    if evaluation is not None and os.fspath(evaluation) != os.fspath(source):
+    if evaluation is not None and (isinstance(source, DataSplits) or os.fspath(evaluation) != os.fspath(source)):
         ev = load(evaluation)
         test = ev.test if ev.train is not None else ev.for_training()[1]
     for part in (train, test):
@@ -583,6 +583,8 @@ def quantize_artifact(
         if not passed:
             manifest["file"] = failed.name
             commit_pair(tmp, failed, manifest_path_for(failed), manifest, sha_key="sha256", size_key="bytes")
+            # labelled data gave the drop, so these are set
+            assert fp32_metrics.top1 is not None and int8.top1 is not None and int8.agreement is not None
             raise ValidationError(
                 f"INT8 accuracy drop {drop:.2f} points > allowed {opts.max_accuracy_drop:g} (fp32 top-1 "
                 f"{fp32_metrics.top1 * 100:.2f}%, INT8 {int8.top1 * 100:.2f}%, agreement {int8.agreement * 100:.2f}%, "

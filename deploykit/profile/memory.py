@@ -276,7 +276,7 @@ def _steady_optimizer(module: nn.Module, opt: torch.optim.Optimizer) -> list[tor
     """A first step creates the optimizer state, so that the measured step is a steady one. Its forward and
     backward would change nothing: step() on zero gradients runs the same state initialisation. Returns the
     trainable parameters."""
-    params = [p for p in module.parameters() if p.requires_grad]
+    params: list[torch.Tensor] = [p for p in module.parameters() if p.requires_grad]
     for p in params:
         p.grad = torch.zeros_like(p)
     opt.step()

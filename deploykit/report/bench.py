@@ -78,7 +78,7 @@ def cell_flags(cell: CellResult) -> list[str]:
         out.append("CUDA graph")
     drop = (cell.info or {}).get("accuracy_drop_points")
     if drop is not None:
-        agree = cell.info.get("int8_agreement")
+        agree = float(cell.info["int8_agreement"])  # written together with the drop
         ev = cell.info.get("evaluation") or {}
         out.append(f"int8 top-1 {100 * cell.info['int8_top1']:.1f}% vs fp32 {100 * cell.info['fp32_top1']:.1f}% "
                    f"({drop:+.2f} pts drop), agreement {100 * agree:.1f}% on {ev.get('samples')} {ev.get('data')} "

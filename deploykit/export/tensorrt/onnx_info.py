@@ -138,7 +138,7 @@ def inspect_onnx(onnx_like: Any) -> OnnxInfo:
             if entry.key == "location" and entry.value not in external:
                 from deploykit._io import inside
 
-                ext = inside(path.parent, entry.value)  # type: ignore[assignment]
+                ext = inside(path.parent, entry.value)
                 if ext is None:
                     raise ArtifactError(
                         f"ONNX file {path} refers to external weights {entry.value[:100]!r} outside its folder; refused"
