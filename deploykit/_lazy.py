@@ -16,7 +16,15 @@ from typing import Any
 def lazy_exports(
     package: str, exports: Mapping[str, str]
 ) -> tuple[Callable[[str], Any], Callable[[], list[str]], list[str]]:
-    """Module-level ``__getattr__``, ``__dir__`` and the sorted ``__all__`` for ``package``."""
+    """Module-level ``__getattr__``, ``__dir__`` and the sorted ``__all__`` for ``package``.
+
+    A name exported from a submodule of the same name (``deploykit.profile.roofline`` the function, from
+    ``deploykit.profile.roofline`` the module) is bound now: importing that submodule anywhere would otherwise set
+    the package's attribute to the module itself, and ``from package import name`` would then return the module.
+    """
+    for name, module in exports.items():
+        if module == f"{package}.{name}":
+            setattr(sys.modules[package], name, getattr(importlib.import_module(module), name))
 
     def __getattr__(name: str) -> Any:
         if name in exports:

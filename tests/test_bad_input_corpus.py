@@ -185,6 +185,12 @@ CASES: dict[str, Case] = {
     "profile: missing ONNX file": Case(lambda d: ["profile", str(d / "missing.onnx")]),
     "profile: external data outside the folder": Case(
         lambda d: ["profile", str(d / "model" / "escape.onnx")], match="points outside"),
+    # ---- command-line usage errors: one line naming the command's --help, not typer's box
+    "profile: missing MODEL argument": Case(lambda d: ["profile"], match="Missing argument"),
+    "profile: unknown option": Case(lambda d: ["profile", "lenet", "--bogus"], match="No such option: --bogus"),
+    "export: an option without its value": Case(lambda d: ["export", "lenet", "-o"], match="requires an argument"),
+    "bench: a value of the wrong type": Case(lambda d: ["bench", "lenet", "--repeats", "many"], match="Invalid value for '--repeats'"),
+    "unknown command": Case(lambda d: ["profiel", "lenet"], match="No such command"),
     # ---- a missing GPU is exit 3
     "profile --trace-device cuda without a GPU": Case(
         lambda d: ["profile", "lenet", "--trace-device", "cuda"], code=3, skip=None if NO_CUDA else "has a GPU"),

@@ -35,3 +35,14 @@ def test_import_and_help_do_not_load_heavy_packages() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]"
+
+
+def test_a_lazy_export_named_like_its_submodule_stays_the_function() -> None:
+    """Importing ``deploykit.profile.roofline`` (the module) must not turn ``deploykit.profile.roofline`` into it."""
+    import subprocess
+    import sys
+
+    code = ("import deploykit.profile.roofline\nfrom deploykit.profile import roofline\n"
+            "import types\nassert not isinstance(roofline, types.ModuleType), roofline\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr

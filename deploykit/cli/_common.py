@@ -24,13 +24,18 @@ console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
 
 
-def fail(message: str, code: int = 1) -> None:
-    """Print one red line to stderr and exit with ``code`` (a message over 1000 characters is cut: it echoes
-    some huge input)."""
+def print_error(message: str) -> None:
+    """Print one red ``error:`` line to stderr (a message over 1000 characters is cut: it echoes some huge
+    input)."""
     message = " ".join(message.split("\n")) if "\n" in message else message
     if len(message) > 1000:
         message = message[:997] + "..."
     err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
+def fail(message: str, code: int = 1) -> None:
+    """Print one red line to stderr (:func:`print_error`) and exit with ``code``."""
+    print_error(message)
     raise typer.Exit(code)
 
 

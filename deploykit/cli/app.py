@@ -7,9 +7,12 @@ that ``deploykit --help`` stays instant.
 from __future__ import annotations
 
 import re
-from typing import Annotated
+import sys
+from typing import Annotated, Any
 
 import typer
+from typer._click import exceptions as _click_errors
+from typer.core import TyperGroup
 
 from deploykit.cli import bench as _bench
 from deploykit.cli import check as _check
@@ -19,8 +22,33 @@ from deploykit.cli import export as _export
 from deploykit.cli import models as _models
 from deploykit.cli import profile as _profile
 from deploykit.cli import train as _train
+from deploykit.cli._common import print_error
+
+
+class _OneLineUsageErrors(TyperGroup):
+    """The root group, whose usage errors (unknown option, missing argument, bad value) are one ``error:`` line on
+    stderr naming the command's ``--help``, exit 2 -- like every other bad input -- instead of typer's box."""
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            rv = super().main(*args, standalone_mode=False, **kwargs)
+        except _click_errors.NoArgsIsHelpError as e:
+            e.show()  # a bare group prints its help
+            sys.exit(e.exit_code)
+        except _click_errors.UsageError as e:
+            where = f" (see '{e.ctx.command_path} --help')" if e.ctx is not None else ""
+            print_error(f"{e.format_message()}{where}")
+            sys.exit(e.exit_code)
+        except _click_errors.ClickException as e:
+            print_error(e.format_message())
+            sys.exit(e.exit_code)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
 
 app = typer.Typer(
+    cls=_OneLineUsageErrors,
     name="deploykit",
     help="Take CNNs from PyTorch to deployment and tell the truth about what they cost.",
     no_args_is_help=True,
