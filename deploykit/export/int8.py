@@ -63,7 +63,7 @@ from torch import nn
 
 from deploykit.backends.ort import import_onnxruntime
 from deploykit.data.base import DataSplits, LabelledData, check_for_model
-from deploykit.errors import ExportError, InvalidInput, ValidationError, first_line
+from deploykit.errors import ExportError, InvalidInput, first_line
 
 import_onnxruntime()  # after torch, with CUDA libraries preloaded where there are any
 from onnxruntime.quantization import CalibrationDataReader  # noqa: E402
@@ -495,9 +495,9 @@ def quantize_artifact(
     """
     import onnx
 
-    from deploykit._io import commit_pair, folder_lock, make_temporary
+    from deploykit._io import make_temporary
     from deploykit.export.logits import _eager_logits
-    from deploykit.export.onnx import artifact_stem, manifest_path_for, sha256_file
+    from deploykit.export.onnx import artifact_stem, manifest_path_for, publish_graph, sha256_file
     from deploykit.metrics import logit_metrics
 
     opts = options or Int8Options()
@@ -580,22 +580,17 @@ def quantize_artifact(
         from datetime import datetime, timezone
 
         manifest["created_utc"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        failure = None
         if not passed:
-            manifest["file"] = failed.name
-            commit_pair(tmp, failed, manifest_path_for(failed), manifest, sha_key="sha256", size_key="bytes")
             # labelled data gave the drop, so these are set
             assert fp32_metrics.top1 is not None and int8.top1 is not None and int8.agreement is not None
-            raise ValidationError(
+            failure = (
                 f"INT8 accuracy drop {drop:.2f} points > allowed {opts.max_accuracy_drop:g} (fp32 top-1 "
                 f"{fp32_metrics.top1 * 100:.2f}%, INT8 {int8.top1 * 100:.2f}%, agreement {int8.agreement * 100:.2f}%, "
                 f"{calib_rec['method']} on {calib_rec['samples']} samples); {final} was not written, the graph is "
                 f"kept as {failed}"
             )
-        # The file and its manifest are one artifact: every crash point leaves the old pair or the new one.
-        commit_pair(tmp, final, manifest_path_for(final), manifest, sha_key="sha256", size_key="bytes")
-        with folder_lock(out):
-            for stale in (failed, manifest_path_for(failed)):
-                stale.unlink(missing_ok=True)
+        publish_graph(tmp, final, failed, manifest, failure=failure)
     finally:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)

@@ -108,6 +108,21 @@ def manifest_path_for(path: str | os.PathLike[str]) -> Path:
     return p.with_name(p.name + ".json")
 
 
+def publish_graph(tmp: Path, final: Path, failed: Path, manifest: dict[str, Any], *, failure: str | None) -> None:
+    """Commit the validated graph ``tmp`` and its manifest as one pair under ``final`` (every crash point leaves
+    the old pair or the new one) and remove an earlier ``failed`` pair; or, when ``failure`` says why the
+    validation failed, commit them as ``failed`` (kept for inspection, ``final`` untouched) and raise
+    :class:`ValidationError` with that message."""
+    if failure is not None:
+        manifest["file"] = failed.name
+        commit_pair(tmp, failed, manifest_path_for(failed), manifest, sha_key="sha256", size_key="bytes")
+        raise ValidationError(failure)
+    commit_pair(tmp, final, manifest_path_for(final), manifest, sha_key="sha256", size_key="bytes")
+    with folder_lock(final.parent):
+        for stale in (failed, manifest_path_for(failed)):
+            stale.unlink(missing_ok=True)
+
+
 def artifact_stem(
     model_name: str, precision: str = "fp32", batch_size: int = 1, dynamic_batch: bool = False
 ) -> str:
@@ -496,18 +511,11 @@ def export_module(
             validation=validation,
             device=val_device,
         )
+        failure = None
         if validation.get("status") == "failed":
-            manifest["file"] = failed.name
-            commit_pair(tmp, failed, manifest_path_for(failed), manifest, sha_key="sha256", size_key="bytes")
-            raise ValidationError(
-                f"{model_name} {precision}: validation failed: {describe_failure(validation)}. "
-                f"{final} was not written; the failing graph is kept as {failed} for inspection"
-            )
-        # The file and its manifest are one artifact: every crash point leaves the old pair or the new one.
-        commit_pair(tmp, final, manifest_path_for(final), manifest, sha_key="sha256", size_key="bytes")
-        with folder_lock(out):
-            for stale in (failed, manifest_path_for(failed)):
-                stale.unlink(missing_ok=True)
+            failure = (f"{model_name} {precision}: validation failed: {describe_failure(validation)}. "
+                       f"{final} was not written; the failing graph is kept as {failed} for inspection")
+        publish_graph(tmp, final, failed, manifest, failure=failure)
     finally:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
