@@ -51,3 +51,22 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if dropped:
             config.hook.pytest_deselected(items=dropped)
             items[:] = keep
+
+
+@pytest.fixture(scope="session")
+def data_cache(tmp_path_factory: pytest.TempPathFactory):
+    """One data-set cache folder (MNIST-1D is generated into it once) for the tests of a worker."""
+    return tmp_path_factory.mktemp("data")
+
+
+@pytest.fixture(scope="session")
+def trained_m1d(tmp_path_factory: pytest.TempPathFactory, data_cache):
+    """mnist1d-cnn trained briefly on real MNIST-1D (1,000 samples, 8 epochs: well above chance, far from
+    converged), as a safetensors file; trained once per worker for the evaluate and INT8 tests."""
+    from deploykit.train import TrainOptions, train_model
+
+    out = tmp_path_factory.mktemp("weights") / "m1d.safetensors"
+    r = train_model("mnist1d-cnn", "mnist1d", TrainOptions(epochs=8, threads=1), output=out, cache_dir=data_cache,
+                    limit=1000)
+    assert r.test_top1 > 0.4
+    return out

@@ -24,28 +24,13 @@ from deploykit.export.int8 import (
     quantize_artifact,
 )
 from deploykit.models import create_model
-from deploykit.train import TrainOptions, train_model
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("data")
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory, cache: Path) -> Path:
-    """mnist1d-cnn trained briefly on real MNIST-1D (above chance, far from converged)."""
-    out = tmp_path_factory.mktemp("weights") / "m1d.safetensors"
-    r = train_model("mnist1d-cnn", "mnist1d", TrainOptions(epochs=8, threads=1), output=out, cache_dir=cache, limit=1000)
-    assert r.test_top1 > 0.4
-    return out
-
-
-@pytest.fixture(scope="module")
-def fp32(trained: Path, cache: Path, tmp_path_factory: pytest.TempPathFactory):
-    module, spec = create_model("mnist1d-cnn", device="cpu", weights=trained)
+def fp32(trained_m1d: Path, data_cache: Path, tmp_path_factory: pytest.TempPathFactory):
+    module, spec = create_model("mnist1d-cnn", device="cpu", weights=trained_m1d)
     art = export_module(module, spec, out_dir=tmp_path_factory.mktemp("onnx"), dynamic_batch=True)
-    calib, test = calibration_splits("mnist1d", spec, cache_dir=cache)
+    calib, test = calibration_splits("mnist1d", spec, cache_dir=data_cache)
     return module, art, calib, test
 
 
@@ -158,11 +143,11 @@ def test_random_inputs_and_bad_options_are_refused(fp32, tmp_path: Path) -> None
             Int8Options(**kw)
 
 
-def test_random_weights_give_an_inconclusive_verdict(cache: Path, tmp_path: Path) -> None:
+def test_random_weights_give_an_inconclusive_verdict(data_cache: Path, tmp_path: Path) -> None:
     torch.manual_seed(0)
     module, spec = create_model("mnist1d-cnn", device="cpu")
     art = export_module(module, spec, out_dir=tmp_path)
-    calib, test = calibration_splits("mnist1d", spec, cache_dir=cache)
+    calib, test = calibration_splits("mnist1d", spec, cache_dir=data_cache)
     res = quantize_artifact(art, module, calib, test.subset(200), Int8Options(samples=64, max_accuracy_drop=100),
                             trained=False)
     assert res.verdict == "inconclusive" and res.artifact.manifest["validation"]["passed"] is None
@@ -202,16 +187,16 @@ def test_cli_refuses_int8_without_real_data_in_one_line(args, message, tmp_path:
     assert not (tmp_path / "out").exists()
 
 
-def test_cli_int8_passes_and_fails_the_gate(trained: Path, tmp_path: Path) -> None:
+def test_cli_int8_passes_and_fails_the_gate(trained_m1d: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    res = _export("--weights", str(trained), "--int8", "--calib-data", "mnist1d", "--calib-samples", "256",
+    res = _export("--weights", str(trained_m1d), "--int8", "--calib-data", "mnist1d", "--calib-samples", "256",
                   "--dynamic-batch", "-o", str(out))
     assert res.exit_code == 0, res.output
     assert "INT8" in res.output and "validation passed" in res.output and "quantized Conv x3, Gemm x1" in res.output
     m = json.loads((out / "mnist1d-cnn-int8-dynamic.onnx.json").read_text())
     assert m["quantization"]["samples"] == 256 and m["validation"]["status"] == "passed"
     before = (out / "mnist1d-cnn-int8-dynamic.onnx").read_bytes()
-    res = _export("--weights", str(trained), "--int8", "--calib-data", "mnist1d", "--calib-samples", "1",
+    res = _export("--weights", str(trained_m1d), "--int8", "--calib-data", "mnist1d", "--calib-samples", "1",
                   "--dynamic-batch", "-o", str(out))
     assert res.exit_code == 1, res.output
     assert "INT8 accuracy drop" in res.output and "allowed 1" in res.output
@@ -219,11 +204,11 @@ def test_cli_int8_passes_and_fails_the_gate(trained: Path, tmp_path: Path) -> No
     assert (out / "mnist1d-cnn-int8-dynamic.onnx").read_bytes() == before  # the earlier good file is not destroyed
 
 
-def test_evaluate_has_int8_and_dynamic_rows(trained: Path, cache: Path) -> None:
+def test_evaluate_has_int8_and_dynamic_rows(trained_m1d: Path, data_cache: Path) -> None:
     from deploykit.evaluate import evaluate_model
 
-    ev = evaluate_model("mnist1d-cnn", "mnist1d", weights=trained, precisions=["int8", "int8-dynamic"], tensorrt=False,
-                        cache_dir=cache, limit=300)
+    ev = evaluate_model("mnist1d-cnn", "mnist1d", weights=trained_m1d, precisions=["int8", "int8-dynamic"], tensorrt=False,
+                        cache_dir=data_cache, limit=300)
     assert [r.label for r in ev.rows] == ["eager fp32", "onnx int8", "onnx int8-dynamic"]
     static, dynamic = ev.row("onnx int8"), ev.row("onnx int8-dynamic")
     assert static.status == dynamic.status == "ok"
@@ -236,7 +221,7 @@ def test_evaluate_has_int8_and_dynamic_rows(trained: Path, cache: Path) -> None:
     assert ev.data["split"] == "test[:300]"
 
 
-def test_bench_int8_on_ort_carries_the_accuracy_delta(trained: Path, tmp_path: Path) -> None:
+def test_bench_int8_on_ort_carries_the_accuracy_delta(trained_m1d: Path, tmp_path: Path) -> None:
     from deploykit.bench.spec import BenchSpec
     from deploykit.bench.sweep import run_bench
     from deploykit.bench.timing import TimingOptions
@@ -244,7 +229,7 @@ def test_bench_int8_on_ort_carries_the_accuracy_delta(trained: Path, tmp_path: P
     with pytest.raises(InvalidInput, match="never calibrates on random data"):
         BenchSpec(models=("mnist1d-cnn",), precisions=("int8",))
     spec = BenchSpec(models=("mnist1d-cnn",), backends=("eager", "ort"), precisions=("fp32", "int8"), batches=(4,),
-                     weights=str(trained), calib_data="mnist1d", cache_dir=str(tmp_path), threads=1,
+                     weights=str(trained_m1d), calib_data="mnist1d", cache_dir=str(tmp_path), threads=1,
                      timing=TimingOptions(iterations=5, repeats=3, warmup_seconds=0.5, cell_seconds=1.0))
     res = run_bench(spec)
     cells = {(c.backend, c.precision): c for c in res.cells}
@@ -277,7 +262,7 @@ def test_tensorrt_takes_the_qdq_graph_strongly_typed(fp32, tmp_path: Path, monke
     assert q["method"] == "minmax" and q["samples"] == 64 and q["sha256"] == res.artifact.manifest["sha256"]
 
 
-def test_evaluate_skips_int8_when_nothing_is_held_out(trained: Path, tmp_path: Path) -> None:
+def test_evaluate_skips_int8_when_nothing_is_held_out(trained_m1d: Path, tmp_path: Path) -> None:
     """A single-set .npz is evaluated whole: its 80% calibration part (about 160 samples) overlaps it, so int8 is skipped, not faked."""
     from deploykit.data import load_data
     from deploykit.evaluate import evaluate_model
@@ -285,6 +270,6 @@ def test_evaluate_skips_int8_when_nothing_is_held_out(trained: Path, tmp_path: P
     test = load_data("mnist1d", (1, 40), num_classes=10).test
     f = tmp_path / "one.npz"
     np.savez(f, x=test.x[:200].numpy(), y=test.y[:200].numpy())
-    ev = evaluate_model("mnist1d-cnn", str(f), weights=trained, precisions=["int8"], tensorrt=False)
+    ev = evaluate_model("mnist1d-cnn", str(f), weights=trained_m1d, precisions=["int8"], tensorrt=False)
     row = ev.row("onnx int8")
     assert row.status == "skipped" and "of 200 samples with the evaluated data" in row.reason

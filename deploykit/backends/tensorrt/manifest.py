@@ -7,7 +7,6 @@ executable code: TensorRT 11.x migration guide, "Engine Deserialization and the 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Mapping
@@ -15,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from deploykit._io import sha256_file as sha256_file  # the engine pair is hashed like the ONNX one
 from deploykit.backends.tensorrt import runtime as _rt
 from deploykit.backends.tensorrt.runtime import import_tensorrt
 from deploykit.errors import ArtifactError
@@ -24,14 +24,6 @@ MANIFEST_SCHEMA = "deploykit.tensorrt-engine"
 MANIFEST_VERSION = 1
 
 ENGINE_SUFFIX = ".engine"
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 def engine_manifest_path(engine_path: str | os.PathLike[str]) -> Path:
     """The manifest that sits next to an engine: ``resnet18-fp16.engine`` -> ``resnet18-fp16.engine.json``."""
