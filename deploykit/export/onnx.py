@@ -29,14 +29,10 @@ from __future__ import annotations
 import contextlib
 import copy
 import hashlib
-import json
 import os
 import re
-import tempfile
-import time
-import warnings
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -44,17 +40,20 @@ from typing import Any
 import torch
 from torch import nn
 
-from deploykit._io import check_output_dir, check_pair, commit_pair, folder_lock, make_temporary
+from deploykit._io import check_output_dir, make_temporary
 from deploykit._io import sha256_file as sha256_file
 from deploykit.backends.ort import cuda_provider_available, fp16_coverage
-from deploykit.errors import (
-    ArtifactError,
-    BackendUnavailable,
-    ExportError,
-    InvalidInput,
-    ValidationError,
-    first_line,
+from deploykit.errors import ArtifactError, BackendUnavailable, InvalidInput, first_line
+from deploykit.export.artifact import (
+    MANIFEST_SCHEMA,
+    MANIFEST_VERSION,
+    OnnxArtifact,
+    load_onnx_artifact,
+    manifest_path_for,
+    publish_graph,
 )
+from deploykit.export.onnx_graph import INPUT_NAME as INPUT_NAME
+from deploykit.export.onnx_graph import export_serialised, output_names
 from deploykit.export.validate import (
     TOLERANCES,
     Tolerance,
@@ -80,47 +79,14 @@ __all__ = [
     "export_onnx",
     "load_onnx_artifact",
     "manifest_path_for",
+    "publish_graph",
 ]
 
-MANIFEST_SCHEMA = "deploykit.onnx-manifest"
-MANIFEST_VERSION = 1
 PRECISIONS = ("fp32", "fp16")
 EXPORTERS = ("auto", "dynamo", "torchscript")
 DEFAULT_OUT_DIR = "deploykit-out"
-INPUT_NAME = "input"
 #: Example batch for a dynamic-batch export: torch.export specialises sizes 0 and 1, so trace with 2.
 _DYNAMIC_EXAMPLE_BATCH = 2
-_PROTOBUF_LIMIT = 2**31 - 1
-
-
-@dataclass(frozen=True)
-class OnnxArtifact:
-    """A validated ONNX file on disk, its manifest's path and the manifest's content."""
-
-    path: Path
-    manifest_path: Path
-    manifest: dict[str, Any]
-
-
-def manifest_path_for(path: str | os.PathLike[str]) -> Path:
-    """``out/resnet18.onnx`` -> ``out/resnet18.onnx.json``."""
-    p = Path(path)
-    return p.with_name(p.name + ".json")
-
-
-def publish_graph(tmp: Path, final: Path, failed: Path, manifest: dict[str, Any], *, failure: str | None) -> None:
-    """Commit the validated graph ``tmp`` and its manifest as one pair under ``final`` (every crash point leaves
-    the old pair or the new one) and remove an earlier ``failed`` pair; or, when ``failure`` says why the
-    validation failed, commit them as ``failed`` (kept for inspection, ``final`` untouched) and raise
-    :class:`ValidationError` with that message."""
-    if failure is not None:
-        manifest["file"] = failed.name
-        commit_pair(tmp, failed, manifest_path_for(failed), manifest, sha_key="sha256", size_key="bytes")
-        raise ValidationError(failure)
-    commit_pair(tmp, final, manifest_path_for(final), manifest, sha_key="sha256", size_key="bytes")
-    with folder_lock(final.parent):
-        for stale in (failed, manifest_path_for(failed)):
-            stale.unlink(missing_ok=True)
 
 
 def artifact_stem(
@@ -135,37 +101,6 @@ def artifact_stem(
     elif batch_size != 1:
         stem += f"-b{batch_size}"
     return stem
-
-
-def _root_cause(exc: BaseException) -> str:
-    """The innermost cause's first line (torch.onnx wraps the real reason in a generic TorchExportError)."""
-    chain = [exc]
-    while (nxt := chain[-1].__cause__ or chain[-1].__context__) is not None and len(chain) < 20:
-        chain.append(nxt)
-    return first_line(chain[-1]) if len(chain) == 1 else f"{type(exc).__name__} <- {first_line(chain[-1])}"
-
-
-@contextlib.contextmanager
-def _quiet_exporter() -> Iterator[None]:
-    """Silence the exporters' warnings, log records and prints (torch.export prints the graph to stderr on
-    failure); only the CLI prints. The outcome is checked by onnx.checker and the numerical validation, and a
-    failure's reason is kept. ``logging.disable`` and the redirections are process-wide; restored on exit.
-    """
-    import io
-    import logging
-
-    previous = logging.root.manager.disable
-    logging.disable(logging.WARNING)
-    try:
-        with (
-            warnings.catch_warnings(),
-            contextlib.redirect_stderr(io.StringIO()),
-            contextlib.redirect_stdout(io.StringIO()),
-        ):
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        logging.disable(previous)
 
 
 def _check_args(precision: str, batch_size: int, opset: int | None, exporter: str) -> None:
@@ -213,132 +148,114 @@ def _resolve_device(device: str | torch.device | None) -> tuple[torch.device, li
     return dev, notes
 
 
-# ----------------------------------------------------------------------------------------------- exporting
-def _output_names(n: int) -> list[str]:
-    return ["output"] if n == 1 else [f"output_{i}" for i in range(n)]
-
-
-def _export_dynamo(
-    module: nn.Module, example: torch.Tensor, names: list[str], dynamic: bool, opset: int | None
-) -> Any:
-    kwargs: dict[str, Any] = {
-        "dynamo": True,
-        "external_data": False,
-        "input_names": [INPUT_NAME],
-        "output_names": names,
-        "opset_version": opset,
-        "verbose": False,
-        "optimize": True,
-    }
-    if dynamic:
-        kwargs["dynamic_shapes"] = ({0: torch.export.Dim("batch")},)
-    prog = torch.onnx.export(module, (example,), **kwargs)
-    if prog is None:
-        raise ExportError("torch.onnx.export(dynamo=True) returned no program")
-    return prog.model_proto
-
-
-def _export_torchscript(
-    module: nn.Module, example: torch.Tensor, names: list[str], dynamic: bool, opset: int | None
-) -> Any:
-    import onnx
-
-    axes = {n: {0: "batch"} for n in [INPUT_NAME, *names]} if dynamic else None
-    with tempfile.TemporaryDirectory(prefix="deploykit-ts-") as tmp:
-        f = Path(tmp) / "model.onnx"
-        kwargs: dict[str, Any] = {
-            "dynamo": False,
-            "input_names": [INPUT_NAME],
-            "output_names": names,
-            "dynamic_axes": axes,
-            "do_constant_folding": True,
-        }
-        if opset is not None:
-            kwargs["opset_version"] = opset
-        torch.onnx.export(module, (example,), os.fspath(f), **kwargs)
-        return onnx.load(os.fspath(f))
-
-
-def _check(proto: Any) -> None:
-    import onnx
-
-    if proto.ByteSize() > _PROTOBUF_LIMIT:
-        raise ExportError(
-            f"the ONNX graph with embedded weights is {proto.ByteSize() / 1e9:.2f} GB, over protobuf's 2 GB limit "
-            "(deploykit embeds weights in one file)"
-        )
-    onnx.checker.check_model(proto, full_check=True)
-
-
-def _export_graph(
+# ------------------------------------------------------------------------------------- steps of export_module
+def _check_request(
     module: nn.Module,
-    example: torch.Tensor,
-    names: list[str],
-    dynamic: bool,
+    spec: ModelSpec,
+    precision: str,
+    batch_size: int,
+    dynamic_batch: bool,
     opset: int | None,
     exporter: str,
-) -> tuple[Any, dict[str, Any]]:
-    """Export and check; returns ``(ModelProto, exporter record)``. ``auto`` = dynamo, TorchScript on failure."""
-    order = ["dynamo", "torchscript"] if exporter == "auto" else [exporter]
-    fns = {"dynamo": _export_dynamo, "torchscript": _export_torchscript}
-    failures: dict[str, str] = {}
-    for name in order:
-        t0 = time.perf_counter()
-        with _quiet_exporter():
-            try:
-                proto = fns[name](module, example, names, dynamic, opset)
-            except ExportError:
-                raise
-            except Exception as exc:  # torch.export / the translators raise many types
-                failures[name] = f"export failed: {_root_cause(exc)}"
-                continue
-        try:
-            _check(proto)
-        except ExportError:
-            raise
-        except Exception as exc:  # onnx.checker.ValidationError, shape-inference errors
-            failures[name] = f"onnx.checker rejected the graph: {_root_cause(exc)}"
-            continue
-        record = {
-            "name": name,
-            "torch": torch.__version__,
-            "fallback_reason": failures.get("dynamo") if name != order[0] else None,
-            "export_s": time.perf_counter() - t0,
-        }
-        return proto, record
-    detail = "; ".join(f"{k}: {v}" for k, v in failures.items())
-    raise ExportError(f"cannot export to ONNX ({detail})")
+    validate_batches: Sequence[int] | None,
+    out_dir: str | Path,
+    data: Any,
+    name: str | None,
+) -> None:
+    """Refuse bad arguments, a weightless module, an unusable output folder or data the model cannot take
+    (:class:`InvalidInput` / :class:`ArtifactError`, one line), all before minutes of exporting."""
+    _check_args(precision, batch_size, opset, exporter)
+    if any(p.is_meta for p in module.parameters()):
+        raise InvalidInput("the module has no weights (built on the meta device); build it on cpu to export")
+    if validate_batches is not None and (not validate_batches or any(int(b) < 1 for b in validate_batches)):
+        raise InvalidInput(f"validation batch sizes must be positive, got {list(validate_batches)}")
+    if (
+        validate_batches is not None
+        and not dynamic_batch
+        and any(int(b) != batch_size for b in validate_batches)
+    ):
+        raise InvalidInput(
+            f"a fixed-batch graph takes batches of {batch_size} only, got {list(validate_batches)}"
+        )
+    check_output_dir(out_dir)  # before minutes of exporting
+    if data is not None:
+        from deploykit.data import check_for_model
+
+        check_for_model(data, spec.input_shape, spec.num_classes, name or spec.name)
 
 
-def _dtype_name(elem_type: int) -> str:
-    import onnx
-
-    return str(onnx.helper.tensor_dtype_to_np_dtype(elem_type))
-
-
-def _io(values: Sequence[Any], skip: frozenset[str] | set[str] = frozenset()) -> list[dict[str, Any]]:
-    out = []
-    for vi in values:
-        if vi.name in skip:
-            continue
-        tt = vi.type.tensor_type
-        dims: list[int | str | None] = []
-        for d in tt.shape.dim:
-            if d.HasField("dim_value"):
-                dims.append(int(d.dim_value))
-            elif d.HasField("dim_param"):
-                dims.append(d.dim_param)
-            else:
-                dims.append(None)
-        out.append({"name": vi.name, "shape": dims, "dtype": _dtype_name(tt.elem_type)})
-    return out
+def _prepare_example(
+    module: nn.Module, spec: ModelSpec, inputs: InputSpec | None, seed: int, example_batch: int, model_name: str
+) -> tuple[nn.Module, InputSpec, torch.Tensor, list[str]]:
+    """The module in eval mode on the CPU (a copy when it is elsewhere), its resolved input spec and an example
+    batch, and the output names (it runs the example once eagerly: a wrong input shape is reported with the
+    layer it breaks)."""
+    # The export runs on the CPU (weights are copied into the graph; tracing computes nothing).
+    module = module.eval()
+    params = list(module.parameters())
+    cpu_module = module if not params or params[0].device.type == "cpu" else copy.deepcopy(module).to("cpu")
+    in_spec = replace((inputs or InputSpec()).resolve(cpu_module), seed=seed)
+    example = in_spec.sample(spec.batch_shape(example_batch))
+    probe = run_with_layer_context(cpu_module, example, model_name)  # ShapeError names the layer
+    return cpu_module, in_spec, example, output_names(len(as_outputs(probe)))
 
 
-def _opset(proto: Any) -> int:
-    for op in proto.opset_import:
-        if op.domain in ("", "ai.onnx"):
-            return int(op.version)
-    raise ExportError("the exported graph imports no default ONNX opset")
+def _write_graph(tmp: Path, blob: bytes, final: Path) -> None:
+    """Write ``blob`` to the temporary file ``tmp`` (a normal file's mode, fsynced); a failure is one
+    :class:`ArtifactError` line naming ``final``."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; an artifact is a normal file
+    try:
+        with open(tmp, "wb") as f:
+            f.write(blob)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as exc:
+        raise ArtifactError(f"cannot write {final}: {first_line(exc)}") from None
+
+
+def _validate_graph(
+    tmp: Path,
+    cpu_module: nn.Module,
+    spec: ModelSpec,
+    in_spec: InputSpec,
+    *,
+    precision: str,
+    batches: list[int],
+    device: torch.device,
+    seed: int,
+    tolerances: Mapping[str, Tolerance] | None,
+    notes: list[str],
+    data: Any,
+    fixed_batch: int | None,
+) -> dict[str, Any]:
+    """The numerical validation of the graph at ``tmp`` against the eager module on ``device``, with what it
+    validated and did not in words (and the fp16 coverage of an fp16 graph)."""
+    ref_module = cpu_module if device.type == "cpu" else copy.deepcopy(cpu_module).to(device)
+    validation = validate_onnx(
+        tmp,
+        ref_module,
+        sample_shape=spec.input_shape,
+        precision=precision,
+        batch_sizes=batches,
+        device=device,
+        seed=seed,
+        tolerances=tolerances,
+        reference_desc=f"eager PyTorch fp32 on {device}" + (" (TF32 off)" if device.type == "cuda" else ""),
+        warnings=notes,
+        input_range=(in_spec.low, in_spec.high) if in_spec.low is not None and in_spec.high is not None else None,
+        data=data,
+        fixed_batch=fixed_batch,
+    )
+    del ref_module
+    coverage = fp16_coverage(tmp, device) if precision == "fp16" else None
+    validation["validated"], validation["not_validated"] = validation_scope(
+        precision, device, batches, coverage, data=data
+    )
+    if coverage is not None:
+        validation["fp16_coverage"] = coverage
+    return validation
 
 
 # -------------------------------------------------------------------------------------------------- public
@@ -404,96 +321,35 @@ def export_module(
     >>> art.path.name, art.manifest["validation"]["passed"]                       # doctest: +SKIP
     ('lenet.onnx', True)
     """
-    _check_args(precision, batch_size, opset, exporter)
-    if any(p.is_meta for p in module.parameters()):
-        raise InvalidInput("the module has no weights (built on the meta device); build it on cpu to export")
-    if validate_batches is not None and (not validate_batches or any(int(b) < 1 for b in validate_batches)):
-        raise InvalidInput(f"validation batch sizes must be positive, got {list(validate_batches)}")
-    if (
-        validate_batches is not None
-        and not dynamic_batch
-        and any(int(b) != batch_size for b in validate_batches)
-    ):
-        raise InvalidInput(
-            f"a fixed-batch graph takes batches of {batch_size} only, got {list(validate_batches)}"
-        )
-    check_output_dir(out_dir)  # before minutes of exporting
-    if data is not None:
-        from deploykit.data import check_for_model
-
-        check_for_model(data, spec.input_shape, spec.num_classes, name or spec.name)
+    _check_request(module, spec, precision, batch_size, dynamic_batch, opset, exporter, validate_batches, out_dir,
+                   data, name)
     val_device, notes = _resolve_device(device) if validate else (torch.device("cpu"), [])
     model_name = name or spec.name
     stem = artifact_stem(model_name, precision, batch_size, dynamic_batch)
-    out = Path(out_dir)
-    final = out / f"{stem}.onnx"
-    failed = out / f"{stem}.failed.onnx"
+    final = Path(out_dir) / f"{stem}.onnx"
+    failed = Path(out_dir) / f"{stem}.failed.onnx"
     batches = (
         [int(b) for b in validate_batches]
         if validate_batches
         else ([1, 2, 3] if dynamic_batch else [batch_size] * 3)
     )
-
-    # The export runs on the CPU (weights are copied into the graph; tracing computes nothing).
-    module = module.eval()
-    params = list(module.parameters())
-    cpu_module = module if not params or params[0].device.type == "cpu" else copy.deepcopy(module).to("cpu")
-    example_batch = _DYNAMIC_EXAMPLE_BATCH if dynamic_batch else batch_size
-    in_spec = replace((inputs or InputSpec()).resolve(cpu_module), seed=validation_seed)
-    example = in_spec.sample(spec.batch_shape(example_batch))
-    probe = run_with_layer_context(cpu_module, example, model_name)  # ShapeError names the layer
-    names = _output_names(len(as_outputs(probe)))
-    export_mod = copy.deepcopy(cpu_module).half() if precision == "fp16" else cpu_module
-    export_x = example.half() if precision == "fp16" and example.is_floating_point() else example
-    proto, exporter_rec = _export_graph(export_mod, export_x, names, dynamic_batch, opset, exporter)
-    del export_mod
-    blob = proto.SerializeToString()
-    graph_inputs = _io(proto.graph.input, {t.name for t in proto.graph.initializer})
-    outputs = _io(proto.graph.output)
-    opset_used = _opset(proto)
-    del proto
+    cpu_module, in_spec, example, names = _prepare_example(
+        module, spec, inputs, validation_seed, _DYNAMIC_EXAMPLE_BATCH if dynamic_batch else batch_size, model_name
+    )
+    blob, graph = export_serialised(cpu_module, example, names, precision, dynamic_batch, opset, exporter)
 
     tmp = make_temporary(final, ".onnx")  # ArtifactError (one line) when the folder cannot be made or written
     try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; an artifact is a normal file
-        try:
-            with open(tmp, "wb") as f:
-                f.write(blob)
-                f.flush()
-                os.fsync(f.fileno())
-        except OSError as exc:
-            raise ArtifactError(f"cannot write {final}: {first_line(exc)}") from None
-        digest = hashlib.sha256(blob).hexdigest()
-        size = len(blob)
+        _write_graph(tmp, blob, final)
+        digest, size = hashlib.sha256(blob).hexdigest(), len(blob)
         del blob
         validation: dict[str, Any] = {"status": "skipped", "passed": None}
         if validate:
-            ref_module = cpu_module if val_device.type == "cpu" else copy.deepcopy(cpu_module).to(val_device)
-            validation = validate_onnx(
-                tmp,
-                ref_module,
-                sample_shape=spec.input_shape,
-                precision=precision,
-                batch_sizes=batches,
-                device=val_device,
-                seed=validation_seed,
-                tolerances=tolerances,
-                reference_desc=f"eager PyTorch fp32 on {val_device}"
-                + (" (TF32 off)" if val_device.type == "cuda" else ""),
-                warnings=notes,
-                input_range=(in_spec.low, in_spec.high) if in_spec.low is not None and in_spec.high is not None else None,
-                data=data,
+            validation = _validate_graph(
+                tmp, cpu_module, spec, in_spec, precision=precision, batches=batches, device=val_device,
+                seed=validation_seed, tolerances=tolerances, notes=notes, data=data,
                 fixed_batch=None if dynamic_batch else batch_size,
             )
-            del ref_module
-            coverage = fp16_coverage(tmp, val_device) if precision == "fp16" else None
-            validation["validated"], validation["not_validated"] = validation_scope(
-                precision, val_device, batches, coverage, data=data
-            )
-            if coverage is not None:
-                validation["fp16_coverage"] = coverage
         manifest = _manifest(
             file=final.name,
             sha256=digest,
@@ -501,13 +357,13 @@ def export_module(
             spec=spec,
             model_name=model_name,
             model_info={**dict(model_info or {}), **({"inputs": in_spec.to_dict()} if in_spec.is_integer else {})},
-            inputs=graph_inputs,
-            outputs=outputs,
+            inputs=graph.inputs,
+            outputs=graph.outputs,
             dynamic=dynamic_batch,
             batch_size=batch_size,
-            opset=opset_used,
+            opset=graph.opset,
             precision=precision,
-            exporter=exporter_rec,
+            exporter=graph.exporter,
             validation=validation,
             device=val_device,
         )
@@ -650,48 +506,3 @@ def load_test_split(data: Any, spec: ModelSpec, *, name: str | None = None, limi
         return test
     return load_data(data, spec.input_shape, num_classes=spec.num_classes, model_name=name or spec.name,
                      limit=limit).test
-
-
-def load_onnx_artifact(path: str | os.PathLike[str]) -> OnnxArtifact:
-    """Read the ONNX file at ``path`` with its manifest (``<path>.json``) and check they belong together.
-
-    Raises :class:`ArtifactError` when either file is missing, the manifest is unreadable or of an unknown
-    schema, the file's sha256 differs from the manifest's (modified or replaced after export), or the manifest
-    records a failed validation.
-    """
-    p = Path(path)
-    if p.suffix == ".json" and p.name.endswith(".onnx.json"):
-        p = p.with_name(p.name[: -len(".json")])
-    mpath = manifest_path_for(p)
-    with folder_lock(p.parent, shared=True):  # not while an export swaps the pair in
-        return _load_onnx_artifact(p, mpath)
-
-
-def _load_onnx_artifact(p: Path, mpath: Path) -> OnnxArtifact:
-    if not p.is_file():
-        raise ArtifactError(f"ONNX file not found: {p}")
-    if not mpath.is_file():
-        raise ArtifactError(f"{p} has no manifest ({mpath} is missing); re-export it with `deploykit export`")
-    try:
-        manifest = json.loads(mpath.read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError) as exc:
-        raise ArtifactError(f"cannot read manifest {mpath}: {first_line(exc)}") from None
-    if not isinstance(manifest, dict) or manifest.get("schema") != MANIFEST_SCHEMA:
-        raise ArtifactError(f"{mpath} is not a deploykit ONNX manifest")
-    version = manifest.get("schema_version")
-    if not isinstance(version, int) or version > MANIFEST_VERSION:
-        raise ArtifactError(
-            f"{mpath} has manifest schema version {version!r}; this deploykit reads up to {MANIFEST_VERSION}"
-        )
-    if manifest.get("file") != p.name:
-        raise ArtifactError(f"{mpath} describes {manifest.get('file')!r}, not {p.name!r}")
-    matched = check_pair(p, manifest, sha_key="sha256", size_key="bytes")
-    if matched is None:
-        raise ArtifactError(
-            f"{p} does not match its manifest (sha256 differs): it was modified or replaced after export"
-        )
-    manifest = matched
-    validation = manifest.get("validation") or {}
-    if validation.get("passed") is False:
-        raise ArtifactError(f"{p} failed validation when it was exported; see {mpath}")
-    return OnnxArtifact(p, mpath, manifest)
