@@ -51,7 +51,6 @@ import logging
 import os
 import tempfile
 import time
-from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -64,6 +63,9 @@ from torch import nn
 from deploykit.backends.ort import import_onnxruntime
 from deploykit.data.base import DataSplits, LabelledData, check_for_model
 from deploykit.errors import ExportError, InvalidInput, first_line
+from deploykit.export.int8_graph import QUANTIZABLE_OPS as QUANTIZABLE_OPS
+from deploykit.export.int8_graph import ort_int8_kernels as ort_int8_kernels
+from deploykit.export.int8_graph import qdq_summary as qdq_summary
 
 import_onnxruntime()  # after torch, with CUDA libraries preloaded where there are any
 from onnxruntime.quantization import CalibrationDataReader  # noqa: E402
@@ -91,8 +93,6 @@ CALIBRATION_METHODS: dict[str, str] = {"minmax": "MinMax", "entropy": "Entropy",
 DEFAULT_CALIB_SAMPLES = 512
 #: Largest accepted accuracy drop of INT8 against fp32, in percentage points of top-1 on the test split.
 DEFAULT_MAX_ACCURACY_DROP = 1.0
-#: Operators that carry the arithmetic and are expected to run in int8; each is listed as quantized or float.
-QUANTIZABLE_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 #: Calibration batch for a dynamic-batch graph.
 CALIB_BATCH = 32
 #: Calibration samples held in memory at once (ONNX Runtime keeps every intermediate tensor of a collect call).
@@ -374,92 +374,133 @@ def quantize_dynamic_onnx(fp32_path: str | os.PathLike[str], out_path: str | os.
             "activations": "quantized per batch at run time (no calibration)"}
 
 
-def qdq_summary(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """What a Q/DQ graph quantized: every Conv / ConvTranspose / Gemm / MatMul node as ``quantized`` (its data
-    and weight inputs both come from a DequantizeLinear of int8) or ``float`` with the reason; Q/DQ counts; the
-    zero points (all must be int8 zeros for TensorRT); whether the weights are quantized per channel."""
-    import onnx
-    from onnx import numpy_helper
-
-    model = onnx.load(os.fspath(path))
-    graph = model.graph
-    inits = {t.name: t for t in graph.initializer}
-    producers = {o: n for n in graph.node for o in n.output}
-    ops = Counter(n.op_type for n in graph.node)
-    zero_points: list[tuple[str, int, bool]] = []  # (node, dtype, all zero)
-    for n in graph.node:
-        if n.op_type in ("QuantizeLinear", "DequantizeLinear") and len(n.input) > 2 and n.input[2] in inits:
-            zp = inits[n.input[2]]
-            zero_points.append((n.name, zp.data_type, bool(np.all(numpy_helper.to_array(zp) == 0))))
-    quantized: list[dict[str, Any]] = []
-    float_nodes: list[dict[str, Any]] = []
-    per_channel = True
-    for n in graph.node:
-        if n.op_type not in QUANTIZABLE_OPS:
-            continue
-        srcs = [producers.get(i) for i in n.input[:2]]
-        dq = [s is not None and s.op_type == "DequantizeLinear" for s in srcs]
-        if all(dq):
-            weight_dq = srcs[1]
-            assert weight_dq is not None
-            scale = inits.get(weight_dq.input[1])
-            channels = int(np.prod(scale.dims)) if scale is not None and scale.dims else 1
-            per_channel &= channels > 1 or weight_dq.input[0] not in inits
-            quantized.append({"name": n.name, "op": n.op_type, "weight_scales": channels})
-        else:
-            which = [w for w, ok in zip(("data", "weight"), dq, strict=False) if not ok]
-            float_nodes.append({
-                "name": n.name, "op": n.op_type,
-                "reason": f"{' and '.join(which)} input not quantized by ONNX Runtime's QDQ quantizer "
-                          "(excluded, unsupported pattern, or a non-constant weight)",
-            })
-    bad_zp = [name for name, dtype, zero in zero_points if not zero or dtype != onnx.TensorProto.INT8]
-    return {
-        "quantized_ops": dict(Counter(q["op"] for q in quantized)),
-        "float_ops": dict(Counter(f["op"] for f in float_nodes)),
-        "quantized_nodes": quantized,
-        "float_nodes": float_nodes,
-        "quantize_linear": ops.get("QuantizeLinear", 0),
-        "dequantize_linear": ops.get("DequantizeLinear", 0),
-        "other_ops": {k: v for k, v in sorted(ops.items())
-                      if k not in ("QuantizeLinear", "DequantizeLinear", *QUANTIZABLE_OPS)},
-        "zero_points": len(zero_points),
-        "zero_points_int8_zero": not bad_zp,
-        "nonzero_or_non_int8_zero_points": bad_zp[:20],
-        "weights_per_channel": per_channel and bool(quantized),
-        "tensorrt_compatible": not bad_zp and bool(quantized),
-    }
-
-
-#: ONNX Runtime's fused int8 kernels (what its CPU provider turns DequantizeLinear -> op -> QuantizeLinear into).
-_ORT_INT8_KERNELS = ("QLinearConv", "QGemm", "QLinearMatMul", "MatMulInteger", "ConvInteger", "QLinearAdd",
-                     "QLinearMul", "QLinearAveragePool", "QLinearGlobalAveragePool", "QLinearConcat",
-                     "QLinearSigmoid", "QLinearLeakyRelu", "DynamicQuantizeMatMul", "MatMulIntegerToFloat")
-
-
-def ort_int8_kernels(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> dict[str, Any]:
-    """Which nodes ONNX Runtime really runs in int8 on ``device``: the op types of the graph after its
-    optimisations (Q/DQ pairs fused into ``QLinearConv``, ``QGemm``...), split into int8 kernels, float
-    compute kernels (Conv / Gemm / MatMul left in fp32), and the rest (with the remaining Q/DQ nodes)."""
-    import onnx
-
-    from deploykit.backends.ort import make_session
-
-    with tempfile.TemporaryDirectory(prefix="deploykit-ortopt-") as tmp:
-        opt = Path(tmp) / "optimized.onnx"
-        make_session(path, torch.device(device), optimized_model_path=opt)
-        ops = Counter(n.op_type for n in onnx.load(os.fspath(opt), load_external_data=False).graph.node)
-    int8 = {k: v for k, v in sorted(ops.items()) if k in _ORT_INT8_KERNELS}
-    float_compute = {k: v for k, v in sorted(ops.items()) if k in QUANTIZABLE_OPS or k == "FusedConv"}
-    rest = {k: v for k, v in sorted(ops.items()) if k not in int8 and k not in float_compute}
-    return {"device": str(device), "int8_kernels": int8, "float_compute_kernels": float_compute, "other": rest}
-
-
 # ------------------------------------------------------------------------------------------------ the export
 def _logits(path: Path, data: LabelledData, device: torch.device, batch: int) -> torch.Tensor:
     from deploykit.export.logits import _run_onnx
 
     return _run_onnx(path, data, device, batch)[0]
+
+
+def _check_calibration_data(calibration: Any, evaluation: Any, opts: Int8Options) -> int:
+    """Refuse random inputs and calibration data that is (or overlaps) the evaluation data, unless forced;
+    return the number of shared samples."""
+    if not isinstance(calibration, LabelledData) or not isinstance(evaluation, LabelledData):
+        raise InvalidInput("INT8 calibration needs real labelled data (a deploykit.data split), never random inputs")
+    overlap = check_overlap(calibration, evaluation)
+    same = calibration.sha256 == evaluation.sha256
+    if (same or overlap) and not opts.allow_overlap:
+        what = "is the evaluation data" if same else f"shares {overlap} of {len(evaluation)} samples with the evaluation data"
+        raise InvalidInput(
+            f"the calibration data ({calibration.name} {calibration.split}) {what} ({evaluation.name} "
+            f"{evaluation.split}): calibrate on the train split and evaluate on the test split "
+            "(or force it with --allow-calib-overlap)"
+        )
+    return overlap
+
+
+def _quantize_checked(
+    fp32_path: Path, tmp: Path, calibration: LabelledData, opts: Int8Options
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Quantize ``fp32_path`` into ``tmp`` and check the result with ``onnx.checker`` and for quantized
+    nodes; return the calibration record and the Q/DQ summary."""
+    import onnx
+
+    calib_rec = quantize_onnx(fp32_path, tmp, calibration, method=opts.method, samples=opts.samples,
+                              batch_size=opts.batch_size)
+    try:
+        onnx.checker.check_model(os.fspath(tmp), full_check=True)
+    except Exception as exc:
+        raise ExportError(f"the quantized graph fails onnx.checker: {first_line(exc)}") from None
+    summary = qdq_summary(tmp)
+    if not summary["quantized_nodes"]:
+        raise ExportError(f"ONNX Runtime quantized no Conv/Gemm/MatMul node of {fp32_path.name}")
+    return calib_rec, summary
+
+
+def _validate_int8(
+    tmp: Path,
+    fp32_path: Path,
+    module: nn.Module,
+    calibration: LabelledData,
+    evaluation: LabelledData,
+    opts: Int8Options,
+    calib_rec: dict[str, Any],
+    *,
+    overlap: int,
+    dev: torch.device,
+    trained: bool,
+    eval_batch: int,
+) -> tuple[dict[str, Any], Any, Any]:
+    """Validation on held-out data against eager fp32: the manifest's ``validation`` record, the eager fp32
+    metrics and the INT8 graph's."""
+    from deploykit.export.logits import _eager_logits
+    from deploykit.metrics import logit_metrics
+
+    ref_module = module if dev.type == "cpu" else copy.deepcopy(module).to(dev)
+    ref = _eager_logits(ref_module, evaluation, dev, eval_batch)
+    fp32_metrics = logit_metrics(ref, evaluation.y)
+    onnx32 = logit_metrics(_logits(fp32_path, evaluation, dev, eval_batch), evaluation.y, ref)
+    int8 = logit_metrics(_logits(tmp, evaluation, dev, eval_batch), evaluation.y, ref)
+    drop = (fp32_metrics.top1 - int8.top1) * 100.0
+    passed = drop <= opts.max_accuracy_drop + 1e-9
+    verdict = "failed" if not passed else "passed" if trained else "inconclusive"
+    validation = {
+        "status": verdict,
+        "passed": passed if trained else None,
+        "reference": f"eager PyTorch fp32 on {dev}",
+        "data": evaluation.to_dict(),
+        "fp32_top1": fp32_metrics.top1,
+        "onnx_fp32": asdict(onnx32),
+        "int8": asdict(int8),
+        "accuracy_drop_points": drop,
+        "max_accuracy_drop_points": opts.max_accuracy_drop,
+        "resolution_points": 100.0 / len(evaluation),
+        "calibration_eval_overlap_samples": overlap,
+        "device": str(dev),
+        "validated": (
+            f"top-1 of INT8 vs eager fp32 on {len(evaluation)} held-out samples ({evaluation.name} "
+            f"{evaluation.split}), disjoint from the {calib_rec['samples']} calibration samples "
+            f"({calibration.name} {calib_rec['data']['split']})"
+            if not overlap else f"calibration and evaluation share {overlap} samples (forced)"
+        ),
+        "not_validated": (
+            ["random weights: accuracy is at chance level and cannot show a quantization loss"] if not trained else []
+        ) + ([] if dev.type == "cuda" else ["ONNX Runtime CUDA and TensorRT runs of the INT8 graph (CPU here)"]),
+    }
+    return validation, fp32_metrics, int8
+
+
+def _int8_manifest(
+    m: Mapping[str, Any],
+    fp32_path: Path,
+    final: Path,
+    tmp: Path,
+    calib_rec: dict[str, Any],
+    evaluation: LabelledData,
+    summary: dict[str, Any],
+    validation: dict[str, Any],
+) -> dict[str, Any]:
+    """The INT8 graph's manifest: the fp32 manifest's facts with the INT8 file, its source, the quantization
+    and the validation."""
+    from datetime import datetime, timezone
+
+    from deploykit.export.onnx import sha256_file
+
+    digest, size = sha256_file(tmp), tmp.stat().st_size
+    manifest = {
+        **{k: v for k, v in m.items() if k not in ("validation", "fp16_coverage")},
+        "file": final.name,
+        "sha256": digest,
+        "bytes": size,
+        "precision": "int8",
+        "io_dtype": "float32",
+        "source": {"file": fp32_path.name, "sha256": m["sha256"], "bytes": m["bytes"]},
+        "quantization": {**calib_rec, "evaluation_data": _data_record(evaluation, len(evaluation)),
+                         "ops": summary},
+        "validation": validation,
+    }
+    manifest["created_utc"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return manifest
 
 
 def quantize_artifact(
@@ -493,26 +534,12 @@ def quantize_artifact(
     the accuracy drop exceeds ``options.max_accuracy_drop``; :class:`ExportError` when ONNX Runtime cannot
     quantize the graph.
     """
-    import onnx
-
     from deploykit._io import make_temporary
-    from deploykit.export.logits import _eager_logits
-    from deploykit.export.onnx import artifact_stem, manifest_path_for, publish_graph, sha256_file
-    from deploykit.metrics import logit_metrics
+    from deploykit.export.onnx import OnnxArtifact, artifact_stem, manifest_path_for, publish_graph
 
     opts = options or Int8Options()
     dev = torch.device(device)
-    if not isinstance(calibration, LabelledData) or not isinstance(evaluation, LabelledData):
-        raise InvalidInput("INT8 calibration needs real labelled data (a deploykit.data split), never random inputs")
-    overlap = check_overlap(calibration, evaluation)
-    same = calibration.sha256 == evaluation.sha256
-    if (same or overlap) and not opts.allow_overlap:
-        what = "is the evaluation data" if same else f"shares {overlap} of {len(evaluation)} samples with the evaluation data"
-        raise InvalidInput(
-            f"the calibration data ({calibration.name} {calibration.split}) {what} ({evaluation.name} "
-            f"{evaluation.split}): calibrate on the train split and evaluate on the test split "
-            "(or force it with --allow-calib-overlap)"
-        )
+    overlap = _check_calibration_data(calibration, evaluation, opts)
     m = fp32.manifest
     batch = m["batch"]
     stem = artifact_stem(m["model"]["name"], "int8", batch.get("size") or 1, bool(batch.get("dynamic")))
@@ -522,66 +549,15 @@ def quantize_artifact(
 
     tmp = make_temporary(final, ".onnx")
     try:
-        calib_rec = quantize_onnx(fp32.path, tmp, calibration, method=opts.method, samples=opts.samples,
-                                  batch_size=opts.batch_size)
-        try:
-            onnx.checker.check_model(os.fspath(tmp), full_check=True)
-        except Exception as exc:
-            raise ExportError(f"the quantized graph fails onnx.checker: {first_line(exc)}") from None
-        summary = qdq_summary(tmp)
-        if not summary["quantized_nodes"]:
-            raise ExportError(f"ONNX Runtime quantized no Conv/Gemm/MatMul node of {fp32.path.name}")
-
-        # ---- validation on held-out data against eager fp32
-        ref_module = module if dev.type == "cpu" else copy.deepcopy(module).to(dev)
-        ref = _eager_logits(ref_module, evaluation, dev, eval_batch)
-        fp32_metrics = logit_metrics(ref, evaluation.y)
-        onnx32 = logit_metrics(_logits(fp32.path, evaluation, dev, eval_batch), evaluation.y, ref)
-        int8 = logit_metrics(_logits(tmp, evaluation, dev, eval_batch), evaluation.y, ref)
-        drop = (fp32_metrics.top1 - int8.top1) * 100.0
-        passed = drop <= opts.max_accuracy_drop + 1e-9
-        verdict = "failed" if not passed else "passed" if trained else "inconclusive"
-        validation = {
-            "status": verdict,
-            "passed": passed if trained else None,
-            "reference": f"eager PyTorch fp32 on {dev}",
-            "data": evaluation.to_dict(),
-            "fp32_top1": fp32_metrics.top1,
-            "onnx_fp32": asdict(onnx32),
-            "int8": asdict(int8),
-            "accuracy_drop_points": drop,
-            "max_accuracy_drop_points": opts.max_accuracy_drop,
-            "resolution_points": 100.0 / len(evaluation),
-            "calibration_eval_overlap_samples": overlap,
-            "device": str(dev),
-            "validated": (
-                f"top-1 of INT8 vs eager fp32 on {len(evaluation)} held-out samples ({evaluation.name} "
-                f"{evaluation.split}), disjoint from the {calib_rec['samples']} calibration samples "
-                f"({calibration.name} {calib_rec['data']['split']})"
-                if not overlap else f"calibration and evaluation share {overlap} samples (forced)"
-            ),
-            "not_validated": (
-                ["random weights: accuracy is at chance level and cannot show a quantization loss"] if not trained else []
-            ) + ([] if dev.type == "cuda" else ["ONNX Runtime CUDA and TensorRT runs of the INT8 graph (CPU here)"]),
-        }
-        digest, size = sha256_file(tmp), tmp.stat().st_size
-        manifest = {
-            **{k: v for k, v in m.items() if k not in ("validation", "fp16_coverage")},
-            "file": final.name,
-            "sha256": digest,
-            "bytes": size,
-            "precision": "int8",
-            "io_dtype": "float32",
-            "source": {"file": fp32.path.name, "sha256": m["sha256"], "bytes": m["bytes"]},
-            "quantization": {**calib_rec, "evaluation_data": _data_record(evaluation, len(evaluation)),
-                             "ops": summary},
-            "validation": validation,
-        }
-        from datetime import datetime, timezone
-
-        manifest["created_utc"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        calib_rec, summary = _quantize_checked(fp32.path, tmp, calibration, opts)
+        validation, fp32_metrics, int8 = _validate_int8(
+            tmp, fp32.path, module, calibration, evaluation, opts, calib_rec,
+            overlap=overlap, dev=dev, trained=trained, eval_batch=eval_batch,
+        )
+        verdict, drop = validation["status"], validation["accuracy_drop_points"]
+        manifest = _int8_manifest(m, fp32.path, final, tmp, calib_rec, evaluation, summary, validation)
         failure = None
-        if not passed:
+        if verdict == "failed":
             # labelled data gave the drop, so these are set
             assert fp32_metrics.top1 is not None and int8.top1 is not None and int8.agreement is not None
             failure = (
@@ -594,7 +570,6 @@ def quantize_artifact(
     finally:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
-    from deploykit.export.onnx import OnnxArtifact
 
     return Int8Result(
         artifact=OnnxArtifact(final, manifest_path_for(final), manifest),
