@@ -28,6 +28,9 @@ def _restore_flags():
     yield
     for op, value in saved.items():
         torch._C._set_fp32_precision_setter("cuda", op, value)
+    # and the legacy flags must stay readable (torch raises on a legacy/new mix; torch.export reads them)
+    assert isinstance(torch.backends.cudnn.allow_tf32, bool)
+    assert isinstance(torch.backends.cuda.matmul.allow_tf32, bool)
 
 
 def test_torch_defaults_are_tf32_for_cudnn_convolutions() -> None:
@@ -56,7 +59,12 @@ def test_restored_legacy_flags_stay_readable() -> None:
 
 def test_legacy_false_reads_as_ieee() -> None:
     torch.backends.cudnn.allow_tf32 = False
-    assert torch_fp32_math()["conv"] == "ieee"
+    try:
+        assert torch_fp32_math()["conv"] == "ieee"
+    finally:
+        # back through the legacy switch too: restoring only the new-API strings would leave a mix that makes
+        # every later legacy read raise -- torch.export reads one, and the exports of later tests would fail
+        torch.backends.cudnn.allow_tf32 = True
 
 
 def test_tf32_on_request_and_restored_after_an_error() -> None:
