@@ -40,7 +40,7 @@ from deploykit.backends.base import Runner
 from deploykit.backends.math_mode import fp32_math_record, true_fp32
 from deploykit.backends.torch_backends import default_compile_mode, first_tensor
 from deploykit.bench.cache import BenchCache
-from deploykit.bench.cells import CellContext, Factory, factory_for
+from deploykit.bench.cells import CellContext, Factory, Prepared, factory_for
 from deploykit.bench.results import BenchResult, CellResult, add_speedups
 from deploykit.bench.spec import INT8_BACKENDS, BenchSpec
 from deploykit.bench.timing import CudaEventTimer, HostTimer, Timer, time_cell, time_first_call
@@ -316,6 +316,109 @@ def timer_for(runner: Runner) -> tuple[Timer, Callable[[], object] | None]:
     return HostTimer(sync=sync), sync
 
 
+@dataclass
+class _Measured:
+    """What :func:`_measure` found for one activated runner."""
+
+    timer: Timer
+    first_ms: float
+    tolerance: Any
+    accuracy: dict[str, Any]
+    stats: Any
+    warmup: Any
+    peak: int | None = None
+    setup_peak: int | None = None
+    peak_method: str | None = None
+
+
+def _activate(runner: Runner, probe: MemoryProbe | None, device: torch.device) -> None:
+    """Close the memory probe's factory phase (its kind fixed by the runner) and activate ``runner``."""
+    if probe is not None:
+        torch.cuda.synchronize(device)
+        probe.torch_allocator = bool(getattr(runner, "allocates_through_torch", False))
+        probe.after_factory()
+    runner.activate()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _staged_input(runner: Runner, x32: torch.Tensor, dtype: torch.dtype, device: torch.device) -> Any:
+    """The input batch on ``device`` in ``dtype``, staged by the runner when it stages its inputs."""
+    x = x32.to(device=device, dtype=dtype)
+    stage = getattr(runner, "prepare_input", None)
+    if callable(stage):
+        x = stage(x)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return x
+
+
+def _measure(
+    runner: Runner, x: Any, ref: torch.Tensor, ctx: CellContext, spec: BenchSpec, probe: MemoryProbe | None
+) -> _Measured:
+    """Time the first call, compare one output with ``ref``, then warm up and time the cell; with a memory
+    probe, sample it around the first call and after the warm-up."""
+    device = ctx.device
+    timer, sync = timer_for(runner)
+
+    def call() -> object:
+        return runner.infer(x)
+
+    if probe is not None:
+        probe.sample()
+    first_ms = time_first_call(call, sync=sync)
+    if probe is not None:
+        probe.sample()
+    out = first_tensor(runner.infer(x)).detach().float().cpu().clone()
+    tol = output_tolerance(ctx.precision, device.type)
+    acc = compare_outputs(out, ref, tol)
+    del out
+
+    def after_warmup() -> None:
+        if probe is not None:
+            torch.cuda.synchronize(device)
+            probe.after_warmup()
+
+    stats, warm = time_cell(call, timer, spec.timing, after_warmup=after_warmup)
+    measured = _Measured(timer, first_ms, tol, acc, stats, warm)
+    if probe is not None:
+        torch.cuda.synchronize(device)
+        measured.peak, measured.setup_peak, measured.peak_method = probe.result()
+    return measured
+
+
+def _ok_result(
+    base: dict[str, Any], ctx: CellContext, prepared: Prepared, runner: Runner, prepare_s: float, m: _Measured
+) -> CellResult:
+    """The :class:`CellResult` of a measured cell."""
+    info = {**prepared.info, **runner.info}
+    if ctx.notes:
+        info["notes"] = list(ctx.notes)
+    if "mismatch" in m.accuracy:
+        info["mismatch"] = m.accuracy["mismatch"]
+    return CellResult(
+        **base,
+        status="ok",
+        timing=m.stats,
+        warmup=m.warmup,
+        timer=m.timer.method,
+        first_call_ms=m.first_ms,
+        prepare_s=prepare_s,
+        cache_hit=_cache_hit(prepared.cache_hit, info),
+        peak_mem_bytes=m.peak,
+        peak_mem_method=m.peak_method,
+        setup_peak_mem_bytes=m.setup_peak,
+        max_abs_error=m.accuracy["max_abs_error"],
+        max_rel_error=m.accuracy["max_rel_error"],
+        tolerance=m.tolerance,
+        correct=m.accuracy["correct"],
+        top1_agreement=m.accuracy["top1_agreement"],
+        cuda_graphs=bool(info.get("cuda_graphs", False)),
+        transfers_included=False,
+        info=_jsonable(info),
+    )
+
+
 def run_cell(
     ctx: CellContext, backend: str, factory: Factory, x32: torch.Tensor, ref: torch.Tensor, spec: BenchSpec
 ) -> CellResult:
@@ -327,87 +430,20 @@ def run_cell(
         "batch": ctx.batch,
     }
     device = ctx.device
-    cuda = device.type == "cuda"
     _free(device)
     probe: MemoryProbe | None = None
     runner: Runner | None = None
     try:
         t0 = time.perf_counter()
-        if cuda:
+        if device.type == "cuda":
             probe = MemoryProbe.for_device(device, torch_allocator=True)  # kind fixed once the runner exists
             probe.before_factory()
         prepared = factory(ctx)
         runner = prepared.runner
-        if probe is not None:
-            torch.cuda.synchronize(device)
-            probe.torch_allocator = bool(getattr(runner, "allocates_through_torch", False))
-            probe.after_factory()
-        runner.activate()
-        if cuda:
-            torch.cuda.synchronize(device)
+        _activate(runner, probe, device)
         prepare_s = time.perf_counter() - t0
-
-        x = x32.to(device=device, dtype=prepared.input_dtype)
-        stage = getattr(runner, "prepare_input", None)
-        if callable(stage):
-            x = stage(x)
-        if cuda:
-            torch.cuda.synchronize(device)
-        timer, sync = timer_for(runner)
-        r = runner
-
-        def call() -> object:
-            return r.infer(x)
-
-        if probe is not None:
-            probe.sample()
-        first_ms = time_first_call(call, sync=sync)
-        if probe is not None:
-            probe.sample()
-        out = first_tensor(runner.infer(x)).detach().float().cpu().clone()
-        tol = output_tolerance(ctx.precision, device.type)
-        acc = compare_outputs(out, ref, tol)
-        del out
-
-        def after_warmup() -> None:
-            if probe is not None:
-                torch.cuda.synchronize(device)
-                probe.after_warmup()
-
-        stats, warm = time_cell(call, timer, spec.timing, after_warmup=after_warmup)
-
-        peak: int | None = None
-        setup_peak: int | None = None
-        method: str | None = None
-        if probe is not None:
-            torch.cuda.synchronize(device)
-            peak, setup_peak, method = probe.result()
-        info = {**prepared.info, **runner.info}
-        if ctx.notes:
-            info["notes"] = list(ctx.notes)
-        if "mismatch" in acc:
-            info["mismatch"] = acc["mismatch"]
-        return CellResult(
-            **base,
-            status="ok",
-            timing=stats,
-            warmup=warm,
-            timer=timer.method,
-            first_call_ms=first_ms,
-            prepare_s=prepare_s,
-            cache_hit=_cache_hit(prepared.cache_hit, info),
-            peak_mem_bytes=peak,
-            peak_mem_method=method,
-            setup_peak_mem_bytes=setup_peak,
-            max_abs_error=acc["max_abs_error"],
-            max_rel_error=acc["max_rel_error"],
-            tolerance=tol,
-            correct=acc["correct"],
-            top1_agreement=acc["top1_agreement"],
-            cuda_graphs=bool(info.get("cuda_graphs", False)),
-            transfers_included=False,
-            info=_jsonable(info),
-        )
+        x = _staged_input(runner, x32, prepared.input_dtype, device)
+        return _ok_result(base, ctx, prepared, runner, prepare_s, _measure(runner, x, ref, ctx, spec, probe))
     except (BackendUnavailable, ImportError) as exc:
         return CellResult(**base, status="skipped", reason=_one_line(exc))
     except Exception as exc:
