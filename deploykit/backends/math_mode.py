@@ -59,6 +59,14 @@ def _get(op: str) -> str:
     return str(torch._C._get_fp32_precision_getter("cuda", op))
 
 
+def _legacy_cudnn() -> bool | None:
+    """The legacy ``cudnn.allow_tf32`` boolean, or ``None`` when the flags are already a mix torch refuses to read."""
+    try:
+        return bool(torch.backends.cudnn.allow_tf32)
+    except RuntimeError:
+        return None
+
+
 def _set(op: str, value: str) -> None:
     torch._C._set_fp32_precision_setter("cuda", op, value)
 
@@ -108,11 +116,17 @@ def torch_math(tf32: bool = False) -> Iterator[dict[str, str]]:
     want = "tf32" if tf32 else "ieee"
     if _has_new_api():
         saved = {op: _get(op) for op in TORCH_OPS}
+        saved_cudnn = _legacy_cudnn()
         try:
+            # The legacy cuDNN boolean first, then the strings: torch checks that boolean against the conv and RNN
+            # strings whenever a legacy flag is read (torch.export and dynamo read them), and raises on a mismatch.
+            torch.backends.cudnn.allow_tf32 = tf32
             for op in TORCH_OPS:
                 _set(op, want)
             yield torch_fp32_math()
         finally:
+            if saved_cudnn is not None:
+                torch.backends.cudnn.allow_tf32 = saved_cudnn
             for op, value in saved.items():
                 _set(op, value)
         return

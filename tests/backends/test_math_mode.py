@@ -49,6 +49,18 @@ def test_true_fp32_sets_ieee_and_restores_the_exact_previous_state() -> None:
     assert torch_fp32_math()["matmul"] == "tf32"
 
 
+def test_legacy_flags_stay_readable_inside_the_context() -> None:
+    # torch.export and dynamo read the legacy flags: an export or a compile inside true_fp32 (the bench sweep on
+    # CUDA runs every cell in it) must not meet "a mix of the legacy and new APIs"
+    with true_fp32() as state:
+        assert state == IEEE
+        assert torch.backends.cudnn.allow_tf32 is False
+        assert torch.backends.cuda.matmul.allow_tf32 is False
+    with torch_math(tf32=True) as state:
+        assert state == {"matmul": "tf32", "conv": "tf32", "rnn": "tf32"}
+        assert torch.backends.cudnn.allow_tf32 is True
+
+
 def test_restored_legacy_flags_stay_readable() -> None:
     # Mixing the legacy and new APIs makes torch raise when a legacy flag is read; restoring must not leave that.
     with true_fp32():
