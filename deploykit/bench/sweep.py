@@ -479,6 +479,27 @@ def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _run_or_skip(
+    ctx: CellContext, backend: str, factory: Factory | None, x32: torch.Tensor, ref: torch.Tensor, spec: BenchSpec
+) -> CellResult:
+    """:func:`run_cell`, or a skipped cell for an unknown backend or an int8 cell on a backend without it."""
+    if factory is None:
+        return CellResult(
+            ctx.model_name,
+            backend,
+            ctx.precision,
+            ctx.batch,
+            status="skipped",
+            reason=f"no backend named {backend!r}",
+        )
+    if ctx.precision == "int8" and backend not in INT8_BACKENDS:
+        return CellResult(
+            ctx.model_name, backend, ctx.precision, ctx.batch, status="skipped",
+            reason=f"int8 is a Q/DQ ONNX graph: it runs on {' and '.join(INT8_BACKENDS)}",
+        )
+    return run_cell(ctx, backend, factory, x32, ref, spec)
+
+
 def run_bench(
     spec: BenchSpec,
     *,
@@ -555,22 +576,7 @@ def run_bench(
                         index += 1
                         if progress:
                             progress(CellEvent(index, total, model_name, backend, precision, batch))
-                        if backend not in table:
-                            cell = CellResult(
-                                model_name,
-                                backend,
-                                precision,
-                                batch,
-                                status="skipped",
-                                reason=f"no backend named {backend!r}",
-                            )
-                        elif precision == "int8" and backend not in INT8_BACKENDS:
-                            cell = CellResult(
-                                model_name, backend, precision, batch, status="skipped",
-                                reason=f"int8 is a Q/DQ ONNX graph: it runs on {' and '.join(INT8_BACKENDS)}",
-                            )
-                        else:
-                            cell = run_cell(ctx, backend, table[backend], x32, ref, spec)
+                        cell = _run_or_skip(ctx, backend, table.get(backend), x32, ref, spec)
                         cells.append(cell)
                         if checkpoint is not None:
                             finish(cells, regime).save(checkpoint)
