@@ -29,11 +29,15 @@ class _OneLineUsageErrors(TyperGroup):
     """The root group, whose usage errors (unknown option, missing argument, bad value) are one ``error:`` line on
     stderr naming the command's ``--help``, exit 2 -- like every other bad input -- instead of typer's box."""
 
-    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+    def main(  # type: ignore[override]  # click types main() by overloads on standalone_mode
+        self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
+        standalone_mode: bool = True, **kwargs: Any,
+    ) -> Any:
+        kwargs.update(args=args, prog_name=prog_name, complete_var=complete_var, standalone_mode=False)
         if not standalone_mode:
-            return super().main(*args, standalone_mode=False, **kwargs)
+            return super().main(**kwargs)
         try:
-            rv = super().main(*args, standalone_mode=False, **kwargs)
+            rv = super().main(**kwargs)
         except _click_errors.NoArgsIsHelpError as e:
             e.show()  # a bare group prints its help
             sys.exit(e.exit_code)
