@@ -387,6 +387,25 @@ def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> Path:
 
 
 # ---------------------------------------------------------------------------------------------- artifact pairs
+def read_manifest(path: Path, schema: str, max_version: int, kind: str) -> dict[str, Any]:
+    """The JSON manifest at ``path``, checked to be a ``schema`` document of a schema version this deploykit
+    reads (at most ``max_version``); one :class:`ArtifactError` line otherwise (unreadable, not JSON, nested too
+    deeply, another schema, a newer version). ``kind`` names the artifact in the messages ("ONNX", "TensorRT
+    engine")."""
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as exc:
+        raise ArtifactError(f"cannot read {kind} manifest {path}: {first_line(exc)}") from None
+    if not isinstance(manifest, dict) or manifest.get("schema") != schema:
+        raise ArtifactError(f"{path} is not a deploykit {kind} manifest")
+    version = manifest.get("schema_version")
+    if not isinstance(version, int) or version > max_version:
+        raise ArtifactError(
+            f"{path} has manifest schema version {version!r}; this deploykit reads up to {max_version}"
+        )
+    return manifest
+
+
 def sha256_file(path: str | os.PathLike[str]) -> str:
     """Hex sha256 of a file, read in 1 MiB blocks."""
     h = hashlib.sha256()

@@ -7,14 +7,13 @@ after export or failed validation. The exporter is :mod:`deploykit.export.onnx`,
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from deploykit._io import check_pair, commit_pair, folder_lock
-from deploykit.errors import ArtifactError, ValidationError, first_line
+from deploykit._io import check_pair, commit_pair, folder_lock, read_manifest
+from deploykit.errors import ArtifactError, ValidationError
 
 __all__ = [
     "MANIFEST_SCHEMA",
@@ -79,17 +78,7 @@ def _load_onnx_artifact(p: Path, mpath: Path) -> OnnxArtifact:
         raise ArtifactError(f"ONNX file not found: {p}")
     if not mpath.is_file():
         raise ArtifactError(f"{p} has no manifest ({mpath} is missing); re-export it with `deploykit export`")
-    try:
-        manifest = json.loads(mpath.read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError) as exc:
-        raise ArtifactError(f"cannot read manifest {mpath}: {first_line(exc)}") from None
-    if not isinstance(manifest, dict) or manifest.get("schema") != MANIFEST_SCHEMA:
-        raise ArtifactError(f"{mpath} is not a deploykit ONNX manifest")
-    version = manifest.get("schema_version")
-    if not isinstance(version, int) or version > MANIFEST_VERSION:
-        raise ArtifactError(
-            f"{mpath} has manifest schema version {version!r}; this deploykit reads up to {MANIFEST_VERSION}"
-        )
+    manifest = read_manifest(mpath, MANIFEST_SCHEMA, MANIFEST_VERSION, "ONNX")
     if manifest.get("file") != p.name:
         raise ArtifactError(f"{mpath} describes {manifest.get('file')!r}, not {p.name!r}")
     matched = check_pair(p, manifest, sha_key="sha256", size_key="bytes")

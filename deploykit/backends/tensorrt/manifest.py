@@ -7,13 +7,13 @@ executable code: TensorRT 11.x migration guide, "Engine Deserialization and the 
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from deploykit._io import read_manifest
 from deploykit._io import sha256_file as sha256_file  # the engine pair is hashed like the ONNX one
 from deploykit.backends.tensorrt import runtime as _rt
 from deploykit.backends.tensorrt.runtime import import_tensorrt
@@ -84,17 +84,7 @@ def load_engine_manifest(path: str | os.PathLike[str], *, check: bool = True, de
             f"no manifest {manifest_path} next to {engine_path}: deploykit runs engines it built (the manifest "
             "records the GPU and TensorRT version an engine is valid for)"
         )
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ArtifactError(f"cannot read engine manifest {manifest_path}: {exc}") from None
-    if not isinstance(manifest, dict) or manifest.get("schema") != MANIFEST_SCHEMA:
-        raise ArtifactError(f"{manifest_path} is not a deploykit TensorRT engine manifest")
-    version = manifest.get("schema_version")
-    if not isinstance(version, int) or version > MANIFEST_VERSION:
-        raise ArtifactError(
-            f"{manifest_path} has manifest schema version {version!r}; this deploykit reads up to {MANIFEST_VERSION}"
-        )
+    manifest = read_manifest(manifest_path, MANIFEST_SCHEMA, MANIFEST_VERSION, "TensorRT engine")
     if not engine_path.is_file():
         raise ArtifactError(f"engine file {engine_path} (named by {manifest_path}) is missing")
     from deploykit._io import check_pair, folder_lock
