@@ -223,7 +223,10 @@ def bench_spec(
     if suite is None:
         if not models:
             raise InvalidInput("give at least one MODEL (or --suite FILE)")
-        suite = BenchSpec(models=tuple(models), device=device, **DEFAULTS[device_type(device)])
+        defaults = dict(DEFAULTS[device_type(device)])
+        if device_type(device) == "cuda":  # every backend registered now (BACKENDS is the list at import time)
+            defaults["backends"] = backend_names()
+        suite = BenchSpec(models=tuple(models), device=device, **defaults)
     tim = replace(suite.timing, **{k: v for k, v in (timing or {}).items() if v is not None})
     return suite.with_overrides(models=tuple(models) if models else None, device=device, timing=tim, **changes)
 
