@@ -462,6 +462,18 @@ def check_pair(file: Path, manifest: dict[str, Any], *, sha_key: str, size_key: 
     return None
 
 
+def write_temporary(tmp: Path, data: bytes, final: Path) -> None:
+    """Write ``data`` into the temporary file ``tmp`` and fsync it, before :func:`commit_pair` swaps it in as
+    ``final``; a failure (a full disk) is one :class:`ArtifactError` line naming ``final``."""
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as exc:
+        raise ArtifactError(f"cannot write {final}: {first_line(exc)}") from None
+
+
 def commit_pair(
     tmp_file: Path, final: Path, manifest_path: Path, manifest: dict[str, Any], *, sha_key: str, size_key: str
 ) -> None:

@@ -40,10 +40,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from deploykit._io import check_output_dir, make_temporary
+from deploykit._io import check_output_dir, make_temporary, write_temporary
 from deploykit._io import sha256_file as sha256_file
 from deploykit.backends.ort import cuda_provider_available, fp16_coverage
-from deploykit.errors import ArtifactError, BackendUnavailable, InvalidInput, first_line
+from deploykit.errors import BackendUnavailable, InvalidInput
 from deploykit.export.artifact import (
     MANIFEST_SCHEMA,
     MANIFEST_VERSION,
@@ -206,13 +206,7 @@ def _write_graph(tmp: Path, blob: bytes, final: Path) -> None:
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; an artifact is a normal file
-    try:
-        with open(tmp, "wb") as f:
-            f.write(blob)
-            f.flush()
-            os.fsync(f.fileno())
-    except OSError as exc:
-        raise ArtifactError(f"cannot write {final}: {first_line(exc)}") from None
+    write_temporary(tmp, blob, final)
 
 
 def _validate_graph(

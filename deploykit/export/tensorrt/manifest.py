@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from deploykit._io import commit_pair, make_temporary
+from deploykit._io import commit_pair, make_temporary, write_temporary
 from deploykit.backends.tensorrt.executor import EngineExecutor, ProfileShape
 from deploykit.backends.tensorrt.manifest import (
     MANIFEST_SCHEMA,
@@ -22,7 +22,6 @@ from deploykit.backends.tensorrt.manifest import (
     engine_manifest_path,
 )
 from deploykit.backends.tensorrt.runtime import GpuInfo
-from deploykit.errors import ArtifactError, first_line
 from deploykit.export.tensorrt.onnx_info import OnnxInfo
 from deploykit.export.tensorrt.precision import PrecisionPlan
 
@@ -96,13 +95,7 @@ def write_engine(engine_path: Path, plan_bytes: bytes, manifest: dict[str, Any])
     manifest_path = engine_manifest_path(engine_path)
     tmp = make_temporary(engine_path)
     try:
-        try:
-            with open(tmp, "wb") as f:
-                f.write(plan_bytes)
-                f.flush()
-                os.fsync(f.fileno())
-        except OSError as exc:
-            raise ArtifactError(f"cannot write {engine_path}: {first_line(exc)}") from None
+        write_temporary(tmp, plan_bytes, engine_path)
         commit_pair(tmp, engine_path, manifest_path, manifest, sha_key="engine_sha256", size_key="engine_bytes")
     finally:
         tmp.unlink(missing_ok=True)
